@@ -1,0 +1,161 @@
+"""One code path from 1 CPU to a TPU pod: device mesh, shardings and multi-host helpers.
+
+Every entry point (train, label, score) uses the same recipe:
+
+1. ``maybe_initialize_distributed()`` first, before any other JAX call: joins a multi-host
+      job through JAX's own distributed runtime (``jax.distributed.initialize``) when the
+      launcher says so (flag, ``SPIDER_JAX_DISTRIBUTED=1``, the standard
+      ``JAX_COORDINATOR_ADDRESS`` variables, SLURM, or a Cloud TPU pod).
+2. ``mesh = make_mesh()``: a ``jax.sharding.Mesh`` over all global devices with a ``data``
+      axis and a ``model`` axis (size 1 unless a parameter is large enough to be worth
+      splitting).
+3. Batches are sharded on ``data`` (``batch_sharding``), parameters replicated
+      (``replicated``). Each host reads only its own slice of the work (``host_slice``) and
+      ``host_to_global`` stitches the per-host numpy slices into one global ``jax.Array``.
+4. Only process 0 logs and writes files (``is_main_process``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+MODEL_AXIS = "model"
+
+_DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
+
+
+def _launched_multihost() -> bool:
+    if os.environ.get("SPIDER_JAX_DISTRIBUTED", "") == "1":
+        return True
+    if any(os.environ.get(k) for k in _DISTRIBUTED_ENV):
+        return True
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        return True
+    # Cloud TPU pod slices expose the worker list; a single-host TPU VM lists one worker.
+    hostnames = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+    return len([h for h in hostnames.split(",") if h]) > 1
+
+
+def maybe_initialize_distributed(force: bool | None = None, **kwargs: Any) -> bool:
+    """Joins a multi-host job with ``jax.distributed.initialize`` when launched as one.
+
+    Args:
+        force: True always initialises, False never; None decides from the environment
+            (``SPIDER_JAX_DISTRIBUTED=1``, ``JAX_COORDINATOR_ADDRESS``, SLURM with more than one
+            task, or a multi-worker Cloud TPU slice).
+        **kwargs: passed to ``jax.distributed.initialize`` (``coordinator_address``,
+            ``num_processes``, ``process_id``, ...); without them JAX reads its cluster
+            environment (SLURM, TPU, ``JAX_*`` variables).
+
+    Returns:
+        Whether the distributed runtime was initialised by this call.
+    """
+    wanted = _launched_multihost() if force is None else force
+    if not wanted:
+        return False
+    if jax.distributed.is_initialized():
+        return False
+    jax.distributed.initialize(**kwargs)
+    return True
+
+
+def is_main_process() -> bool:
+    """True on process 0, the only one that logs, plots and writes result files."""
+    return jax.process_index() == 0
+
+
+def make_mesh(model_parallel: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A ``(data, model)`` mesh over all global devices.
+
+    Args:
+        model_parallel: size of the ``model`` axis; 1 (the default) replicates parameters.
+            The Model Spider scorer is small, so only very large zoos (model tokens and
+            per-PTM projections of tens of thousands of PTMs) benefit from more.
+        devices: the devices to use; default ``jax.devices()`` (all hosts).
+
+    Raises:
+        ValueError: if ``model_parallel`` does not divide the device count.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    n = len(devices)
+    if model_parallel < 1 or n % model_parallel:
+        raise ValueError(
+                f"model_parallel={model_parallel} must be >= 1 and divide the {n} devices")
+    grid = np.asarray(devices, dtype=object).reshape(n // model_parallel, model_parallel)
+    return Mesh(grid, (DATA_AXIS, MODEL_AXIS))
+
+
+def data_size(mesh: Mesh) -> int:
+    """Number of shards along the data axis."""
+    return mesh.shape[DATA_AXIS]
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Sharding that keeps a full copy on every device (parameters, optimizer state)."""
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:
+    """Sharding that splits the leading (batch) axis over ``data``; other axes whole."""
+    return NamedSharding(mesh, P(DATA_AXIS, *([None] * (ndim - 1))))
+
+
+def check_batch(global_batch: int, mesh: Mesh) -> None:
+    """Raises a clear ValueError unless the global batch divides over the data axis."""
+    shards = data_size(mesh)
+    if global_batch % shards:
+        raise ValueError(
+                f"global batch size {global_batch} must be divisible by the {shards} data-parallel "
+                f"devices of the mesh {dict(mesh.shape)} ({jax.process_count()} process(es)); "
+                f"choose a multiple of {shards}")
+
+
+def round_up(n: int, multiple: int) -> int:
+    """Smallest multiple of ``multiple`` that is >= n."""
+    return -(-n // multiple) * multiple
+
+
+def host_slice(num_items: int, process_index: int | None = None,
+                              process_count: int | None = None) -> slice:
+    """The contiguous slice of ``num_items`` this host reads (balanced, in order).
+
+    With one process it is ``slice(0, num_items)``. Slices of all processes tile the range
+    exactly, so every item is read by exactly one host.
+    """
+    pi = jax.process_index() if process_index is None else process_index
+    pc = jax.process_count() if process_count is None else process_count
+    base, extra = divmod(num_items, pc)
+    start = pi * base + min(pi, extra)
+    return slice(start, start + base + (pi < extra))
+
+
+def host_to_global(tree: Any, mesh: Mesh) -> Any:
+    """Stitches each host's numpy slice of a batch into global arrays sharded on ``data``.
+
+    Every leaf's leading axis is this host's part of the global batch; the global batch is
+    the concatenation over processes in process order. Single-process, this is a
+    ``device_put`` with the batch sharding.
+    """
+    def put(x):
+        x = np.asarray(x)
+        sharding = batch_sharding(mesh, x.ndim)
+        if jax.process_count() == 1:
+            return jax.device_put(x, sharding)
+        return jax.make_array_from_process_local_data(sharding, x)
+
+    return jax.tree.map(put, tree)
+
+
+def global_to_host(tree: Any) -> Any:
+    """Gathers global arrays to numpy on every host (small outputs such as scores)."""
+    if jax.process_count() == 1:
+        return jax.tree.map(np.asarray, tree)
+    from jax.experimental import multihost_utils
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
