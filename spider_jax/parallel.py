@@ -62,6 +62,8 @@ def maybe_initialize_distributed(force: bool | None = None, **kwargs: Any) -> bo
         return False
     if jax.distributed.is_initialized():
         return False
+    # CPU hosts need a collectives backend for cross-process reductions (GPU/TPU ignore it).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(**kwargs)
     return True
 
