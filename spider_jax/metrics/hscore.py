@@ -1,0 +1,155 @@
+"""H-Score and its Ledoit-Wolf regularised variant.
+
+* H-Score (Bao et al., "An Information-theoretic Approach to Transferability in
+  Task Transfer Learning", ICIP 2019)::
+
+      H(f) = tr( cov(f)^+ cov(E[f | y]) )
+
+  With centred features ``X`` (N x D) and class sums ``b_c = X^T 1_c = n_c (mu_c - mu)``
+  this is ``sum_c b_c^T (X^T X)^+ b_c / n_c`` (the 1/(N-1) factors cancel).
+  **Degenerate when D >= N**: ``(X^T X)^+`` then projects onto the whole centred
+  sample space and H = (number of classes present) - 1 for *every* model, so
+  plain H-Score cannot rank models on small tasks; use :func:`regularized_hscore`.
+
+* Regularised H-Score (Ibrahim et al., "Newer is not always better: Rethinking
+  transferability metrics, their peculiarities, stability and performance",
+  ECML-PKDD 2022)::
+
+      H_a(f) = tr( cov_a(f)^{-1} (1 - a) cov(E[f | y]) ),
+      cov_a  = (1 - a) S + a (tr S / D) I,
+
+  with S = X^T X / N (maximum-likelihood covariance, also used for cov(E[f|y]))
+  and the Ledoit-Wolf (2004) shrinkage ``a = min(b2, d2) / d2``,
+  ``d2 = ||S - (tr S / D) I||_F^2 / D``,
+  ``b2 = (sum_i ||x_i||^4 / N - ||S||_F^2) / (N D)``.
+
+Implementation: one eigendecomposition, of ``X X^T`` (N x N) when N <= D or of
+``X^T X`` (D x D) otherwise; both scores are sums over its spectrum. In the
+pseudo-inverse, eigenvalues below ``max(N, D) * eps * max eigenvalue`` count as
+zero. Padding: masked rows are zeroed after centring on the real mean and N is
+the number of real examples. Classes absent from the task contribute zero.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from spider_jax.metrics import _validate
+
+__all__ = ["hscore", "regularized_hscore"]
+
+
+def _spectral_terms(features, labels, mask, num_classes):
+    """Returns (l, t, bq, n_real, row_norm4) for centred, masked features.
+
+    l: [K] eigenvalues of X^T X (zeros clamped), kept: [K] bool (pseudo-inverse
+    support), t: [K] sum_c (u_k^T 1_c)^2 / n_c on kept directions,
+    bq: [K] sum_c (v_k^T b_c)^2 / n_c (= l_k t_k without dividing by l_k).
+    """
+    x = jnp.asarray(features)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.float32)
+    n, d = x.shape
+    w = jnp.ones((n,), x.dtype) if mask is None else jnp.asarray(mask).astype(x.dtype)
+    n_real = jnp.sum(w)
+    mean = jnp.sum(x * w[:, None], axis=0) / n_real
+    x = (x - mean) * w[:, None]
+    onehot = jax.nn.one_hot(labels, num_classes, dtype=x.dtype) * w[:, None]    # [N, C]
+    counts = jnp.sum(onehot, axis=0)
+    inv_counts = jnp.where(counts > 0, 1.0 / jnp.where(counts > 0, counts, 1.0), 0.0)
+    eps = jnp.finfo(x.dtype).eps
+    if n <= d:
+        l, u = jnp.linalg.eigh(x @ x.T)
+        l = jnp.maximum(l, 0.0)
+        kept = l > jnp.max(l) * eps * max(n, d)
+        proj2 = (u.T @ onehot) ** 2                                               # [K, C]
+        e = proj2 @ inv_counts                                                    # [K]
+        t = jnp.where(kept, e, 0.0)
+        bq = l * e
+    else:
+        l, v = jnp.linalg.eigh(x.T @ x)
+        l = jnp.maximum(l, 0.0)
+        kept = l > jnp.max(l) * eps * max(n, d)
+        b = v.T @ (x.T @ onehot)                                                  # [K, C]
+        bq = (b * b) @ inv_counts
+        t = jnp.where(kept, bq / jnp.where(kept, l, 1.0), 0.0)
+    row_norm4 = jnp.sum(jnp.sum(x * x, axis=1) ** 2)
+    return l, t, bq, n_real, row_norm4
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def _hscore_jit(features, labels, mask, *, num_classes):
+    _, t, _, _, _ = _spectral_terms(features, labels, mask, num_classes)
+    return jnp.sum(t)
+
+
+def ledoit_wolf_shrinkage(l, n_real, row_norm4, dim):
+    """Ledoit-Wolf shrinkage a in [0, 1] from the spectrum l of X^T X (X centred)."""
+    s_eig = l / n_real
+    mu = jnp.sum(s_eig) / dim
+    s_fro2 = jnp.sum(s_eig * s_eig)
+    d2 = (s_fro2 - dim * mu * mu) / dim
+    b2 = (row_norm4 / n_real - s_fro2) / (n_real * dim)
+    b2 = jnp.clip(b2, 0.0, None)
+    ok = d2 > 0
+    return jnp.where(ok, jnp.minimum(b2, d2) / jnp.where(ok, d2, 1.0), 0.0), mu
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def _regularized_hscore_jit(features, labels, mask, *, num_classes):
+    l, _, bq, n_real, row_norm4 = _spectral_terms(features, labels, mask, num_classes)
+    dim = jnp.asarray(features).shape[1]
+    a, mu = ledoit_wolf_shrinkage(l, n_real, row_norm4, dim)
+    den = (1.0 - a) * l / n_real + a * mu
+    ok = den > 0
+    terms = jnp.where(ok, (1.0 - a) * (bq / n_real) / jnp.where(ok, den, 1.0), 0.0)
+    return jnp.sum(terms)
+
+
+def hscore(features, labels, *, num_classes, mask=None):
+    """H-Score ``tr(cov(f)^+ cov(E[f|y]))`` (Bao et al., ICIP 2019).
+
+    Degenerate when the real N <= D: it then equals (classes present) - 1 for
+    every model (see module docstring); RankAgg on small tasks should use
+    :func:`regularized_hscore`.
+
+    Args:
+      features: [N, D] features.
+      labels: [N] int labels in ``[0, num_classes)``.
+      num_classes: static number of classes C (absent classes contribute zero).
+      mask: optional [N] 0/1, 1 = real example.
+
+    Returns:
+      scalar float (higher = more transferable).
+
+    Raises:
+      ValueError: NaN/Inf features, labels out of range, mismatched lengths,
+        fewer than 2 real examples or fewer than 2 classes present.
+    """
+    _validate.validate_classification(features, labels, num_classes=num_classes, mask=mask)
+    return _hscore_jit(features, labels, mask, num_classes=num_classes)
+
+
+def regularized_hscore(features, labels, *, num_classes, mask=None):
+    """Shrinkage H-Score ``tr(cov_a(f)^{-1} (1-a) cov(E[f|y]))`` (Ibrahim et al. 2022).
+
+    ``cov_a`` is the Ledoit-Wolf shrinkage of the (1/N) covariance; formulas in
+    the module docstring. Well defined for any N, D (no pseudo-inverse).
+
+    Args:
+      features: [N, D] features.
+      labels: [N] int labels in ``[0, num_classes)``.
+      num_classes: static number of classes C (absent classes contribute zero).
+      mask: optional [N] 0/1, 1 = real example.
+
+    Returns:
+      scalar float (higher = more transferable).
+
+    Raises:
+      ValueError: as :func:`hscore`.
+    """
+    _validate.validate_classification(features, labels, num_classes=num_classes, mask=mask)
+    return _regularized_hscore_jit(features, labels, mask, num_classes=num_classes)
