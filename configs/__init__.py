@@ -1,0 +1,1 @@
+"""ml_collections configs for spider_jax.train (run from the repository root)."""

@@ -1,0 +1,72 @@
+"""Shared defaults of every spider_jax training config (the paper's hyper-parameters).
+
+Not a run by itself: the variants (single10, multi42, llm9, wheelzoo, smoke) import it
+and override a few fields.  Any field is overridable on the command line, e.g.
+
+  python -m spider_jax.train --config=configs/multi42.py --workdir=/tmp/m42 \
+      --config.bank_dir=/data/bank42 --config.optim.lr=1e-4
+"""
+
+import ml_collections
+
+
+def get_config():
+    config = ml_collections.ConfigDict()
+    config.bank_dir = ""              # feature bank root (spider_jax.bank layout)
+    config.modality = "all"           # "image" | "text" | "all" (one scorer per modality,
+                                      # each in WORKDIR/<modality>)
+    config.seed = 0
+    # A synthetic bank to create in WORKDIR/bank when bank_dir is empty (smoke runs).
+    config.synthetic = ml_collections.ConfigDict({"enabled": False})
+
+    # Task sampling (appendix B.1): 2-4 mixed datasets, <= 100 classes, <= 50 per class.
+    config.data = ml_collections.ConfigDict()
+    config.data.seed = 0
+    config.data.num_train_tasks = 832
+    config.data.min_datasets = 2
+    config.data.max_datasets = 4
+    config.data.max_classes = 100
+    config.data.examples_per_class = 50
+
+    # RankAgg supervision.
+    config.label = ml_collections.ConfigDict()
+    config.label.methods = ("hscore", "nce", "leep", "logme")
+    config.label.hscore = "auto"      # auto | plain | regularized (see spider_jax.label)
+    config.label.chunk_size = 8       # tasks per cached chunk (also the vmap batch)
+    config.label.cache_dir = ""       # default WORKDIR/labels
+
+    # Scorer (paper/release: d = 1024, one layer, one head, no FFN, dropout 0.1).
+    config.model = ml_collections.ConfigDict()
+    config.model.d = 1024
+    config.model.num_layers = 1
+    config.model.num_heads = 1
+    config.model.mlp_dim = 0
+    config.model.dropout = 0.1
+    config.model.attn_dropout = 0.1
+    config.model.use_type_embeddings = True
+    config.model.specific_replaces_generic = True
+
+    # Adam, lr 2.5e-4 with warm-up then cosine decay to 5e-6.
+    config.optim = ml_collections.ConfigDict()
+    config.optim.lr = 2.5e-4
+    config.optim.end_lr = 5e-6
+    config.optim.warmup_fraction = 0.05
+    config.optim.weight_decay = 0.0   # > 0 switches adam -> adamw
+    config.optim.grad_clip = 0.0      # global-norm clipping, 0 = off
+
+    config.train = ml_collections.ConfigDict()
+    config.train.batch_size = 16
+    config.train.num_epochs = 30
+    config.train.num_steps = 0        # > 0 overrides num_epochs
+    config.train.max_specific = 10    # K: per batch k ~ U{0..K} PTMs get specific tokens
+    config.train.loss = "listmle"     # listmle (Eq. 4) | listnet | mse
+    config.train.log_every = 50
+    config.train.eval_every = 500
+    config.train.checkpoint_every = 500
+    config.train.max_to_keep = 2
+
+    # Held-out downstream evaluation (tau_w against the bank's groundtruth).
+    config.eval = ml_collections.ConfigDict()
+    config.eval.max_examples_per_class = 100   # cap per class for task centres and metrics
+    config.eval.rerank_k = (0, 3)             # Algorithm 2 budgets reported
+    return config

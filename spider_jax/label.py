@@ -1,0 +1,339 @@
+"""RankAgg supervision for sampled training tasks (paper section 4.3, appendix A.4).
+
+For every sampled task and every PTM we compute the transferability metrics whose
+inputs exist (LogME and H-Score from features; LEEP and NCE from source-head
+probabilities, NCE on their argmax), then Copeland-aggregate them (Eq. 8) into one
+supervising score per (task, PTM).  Everything is batched: ``vmap`` over tasks and
+PTMs, one ``jit`` per (feature-dim group, source-class group) of the zoo (metrics on
+zero-padded feature dims are not invariant, e.g. Ledoit-Wolf shrinkage depends on D,
+so PTMs are grouped by their true D rather than padded); tasks come in fixed-size
+chunks so every chunk reuses the compiled code.
+
+Rules (recorded in the cache's ``meta.json``):
+
+* H-Score: plain H-Score is degenerate when a task's N is not much larger than D
+  (pinv of a rank-deficient covariance gives C-1 for every PTM).  ``hscore="auto"``
+  uses ``metrics.regularized_hscore`` (Ledoit-Wolf shrinkage) unless
+  ``N_max >= 10 * D_max``; ``"plain"`` / ``"regularized"`` force one.
+* Missing methods: Copeland runs over the methods available for *every* PTM of the
+  zoo (LEEP/NCE only when every PTM has a source head); the per-method scores of all
+  methods are still cached (NaN where unavailable) for baselines.
+
+Cache: ``cache_dir/meta.json`` (fingerprint of the sampler settings and zoo) and
+``cache_dir/chunk_XXXXXXX.npz`` (tasks [start, start + chunk)), written atomically, so
+an interrupted run resumes by skipping finished chunks.
+
+Library use: ``label_tasks(bank, config, cache_dir=...) -> dict of arrays``.
+CLI: ``python -m spider_jax.label --config=configs/wheelzoo.py --workdir=DIR``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import tempfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+from tqdm import tqdm
+
+from spider_jax import bank as bank_lib
+from spider_jax import metrics, rankagg
+from spider_jax.sampler import TaskSampler, Zoo
+
+__all__ = ["METHODS", "label_tasks", "label_downstream", "label_batch", "hscore_variant",
+           "zoo_for", "make_sampler"]
+
+METHODS = ("hscore", "nce", "leep", "logme")
+_ARRAYS = ("psi_centres", "class_mask", "specific_centres", "num_classes", "metric_scores",
+           "rank_labels")
+
+
+def zoo_for(bank, modality: str):
+    """(single-modality bank view, its Zoo)."""
+    sub = bank.subset(modality)
+    if not sub.models:
+        raise ValueError(f"the bank {bank.root} has no {modality!r} model")
+    return sub, Zoo.from_bank(sub, modality)
+
+
+def make_sampler(sub_bank, zoo: Zoo, config) -> TaskSampler:
+    d = config.data
+    return TaskSampler(sub_bank, zoo, seed=d.seed, min_datasets=d.min_datasets,
+                       max_datasets=d.max_datasets, max_classes=d.max_classes,
+                       examples_per_class=d.examples_per_class)
+
+
+def hscore_variant(rule: str, num_examples: int, max_dim: int) -> str:
+    """Which H-Score the labels use: "plain" or "regularized" (see module docstring)."""
+    if rule not in ("auto", "plain", "regularized"):
+        raise ValueError(f"label.hscore must be auto|plain|regularized, got {rule!r}")
+    if rule != "auto":
+        return rule
+    return "plain" if num_examples >= 10 * max_dim else "regularized"
+
+
+def available_methods(zoo: Zoo, methods) -> tuple[str, ...]:
+    """Methods computable for every PTM of the zoo (the Copeland inputs)."""
+    out = []
+    for name in methods:
+        if name not in METHODS:
+            raise ValueError(f"unknown method {name!r}; choose from {METHODS}")
+        if name in ("nce", "leep") and not all(zoo.has_source_head):
+            continue
+        out.append(name)
+    if not out:
+        raise ValueError(f"no method in {tuple(methods)} is available for every PTM")
+    return tuple(out)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "hscore"))
+def _feature_metrics(features, labels, mask, *, num_classes, hscore):
+    """features [T, G, N, D], labels/mask [T, N] -> (logme [T, G], hscore [T, G])."""
+    hs = metrics.regularized_hscore if hscore == "regularized" else metrics.hscore
+
+    def one(f, y, m):
+        return (metrics.logme(f, y, num_classes=num_classes, mask=m),
+                hs(f, y, num_classes=num_classes, mask=m))
+
+    per_model = jax.vmap(one, in_axes=(0, None, None))
+    return jax.vmap(per_model, in_axes=(0, 0, 0))(features, labels, mask)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "num_source_classes"))
+def _source_metrics(probs, labels, mask, *, num_classes, num_source_classes):
+    """probs [T, G, N, S], labels/mask [T, N] -> (leep [T, G], nce [T, G])."""
+
+    def one(p, y, m):
+        src = jnp.argmax(p, axis=-1).astype(jnp.int32)
+        return (metrics.leep(p, y, num_classes=num_classes, mask=m),
+                metrics.nce(src, y, num_source_classes=num_source_classes,
+                            num_classes=num_classes, mask=m))
+
+    per_model = jax.vmap(one, in_axes=(0, None, None))
+    return jax.vmap(per_model, in_axes=(0, 0, 0))(probs, labels, mask)
+
+
+@jax.jit
+def _copeland(scores):
+    """[T, A, M] -> [T, M] Copeland points."""
+    return jax.vmap(rankagg.copeland)(scores)
+
+
+def label_batch(batch: dict, zoo: Zoo, *, num_classes: int, hscore: str,
+                methods=METHODS) -> tuple[np.ndarray, np.ndarray]:
+    """Metrics and Copeland labels for a materialised batch of T tasks.
+
+    Args:
+      batch: ``TaskSampler.materialize`` output (needs ``features``, ``source_probs``,
+        ``labels``, ``example_mask``).
+      zoo: the zoo (M PTMs).
+      num_classes: padded class count C_max (static).
+      hscore: "plain" | "regularized".
+      methods: methods to compute (subset of METHODS).
+
+    Returns:
+      (metric_scores [T, len(METHODS), M] float32, NaN where not computed,
+       rank_labels [T, M] float32 Copeland points over ``available_methods``).
+    """
+    labels = jnp.asarray(batch["labels"])
+    mask = jnp.asarray(batch["example_mask"], jnp.float32)
+    t, m = labels.shape[0], zoo.num_models
+    out = np.full((t, len(METHODS), m), np.nan, np.float32)
+    for dim in sorted(set(zoo.dims)):
+        group = [i for i, d in enumerate(zoo.dims) if d == dim]
+        feats = jnp.asarray(np.stack([batch["features"][i] for i in group], axis=1))
+        lm, hs = _feature_metrics(feats, labels, mask, num_classes=num_classes, hscore=hscore)
+        out[:, METHODS.index("logme"), group] = np.asarray(lm)
+        out[:, METHODS.index("hscore"), group] = np.asarray(hs)
+    if {"leep", "nce"} & set(methods):
+        heads = sorted({s for s, h in zip(zoo.num_source_classes, zoo.has_source_head) if h})
+        for s in heads:
+            group = [i for i in range(m) if zoo.has_source_head[i] and zoo.num_source_classes[i] == s]
+            probs = jnp.asarray(np.stack([batch["source_probs"][i] for i in group], axis=1))
+            le, nc = _source_metrics(probs, labels, mask, num_classes=num_classes,
+                                     num_source_classes=s)
+            out[:, METHODS.index("leep"), group] = np.asarray(le)
+            out[:, METHODS.index("nce"), group] = np.asarray(nc)
+    for name in METHODS:
+        if name not in methods:
+            out[:, METHODS.index(name)] = np.nan
+    used = [METHODS.index(a) for a in available_methods(zoo, methods)]
+    agg = np.asarray(_copeland(jnp.asarray(out[:, used])), np.float32)
+    return out, agg
+
+
+def _fingerprint(zoo: Zoo, config, sampler: TaskSampler, hscore: str) -> dict:
+    d = config.data
+    meta = dict(zoo=zoo.to_json(), seed=d.seed, min_datasets=d.min_datasets,
+                max_datasets=d.max_datasets, max_classes=sampler.max_classes,
+                examples_per_class=d.examples_per_class, pool=sampler.pool,
+                chunk_size=config.label.chunk_size, methods=list(config.label.methods),
+                hscore=hscore, copeland_methods=list(available_methods(zoo, config.label.methods)))
+    meta["hash"] = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+    return meta
+
+
+def _save_npz(path: str, arrays: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp.npz")
+    with os.fdopen(fd, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_npz(path: str) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _open_cache(cache_dir: str, meta: dict) -> None:
+    os.makedirs(cache_dir, exist_ok=True)
+    path = os.path.join(cache_dir, "meta.json")
+    if os.path.exists(path):
+        with open(path) as fh:
+            old = json.load(fh)
+        if old.get("hash") != meta["hash"]:
+            raise ValueError(f"label cache {cache_dir} was made with other settings "
+                             f"(hash {old.get('hash')} != {meta['hash']}); use another "
+                             f"--config.label.cache_dir or delete it")
+        return
+    with open(path + ".tmp", "w") as fh:
+        json.dump(meta, fh, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def _label_chunk(sampler, specs, zoo, config, *, num_classes, num_examples, hscore):
+    size = config.label.chunk_size
+    padded = list(specs) + [specs[0]] * (size - len(specs))    # fixed shapes: one compile
+    batch = sampler.materialize(padded, num_classes=num_classes, num_examples=num_examples)
+    scores, agg = label_batch(batch, zoo, num_classes=num_classes, hscore=hscore,
+                              methods=tuple(config.label.methods))
+    n = len(specs)
+    return dict(psi_centres=batch["psi_centres"][:n], class_mask=batch["class_mask"][:n],
+                specific_centres=batch["specific_centres"][:n].astype(np.float16),
+                num_classes=batch["num_classes"][:n], metric_scores=scores[:n],
+                rank_labels=agg[:n])
+
+
+def label_tasks(bank, config, *, modality: str, cache_dir: str, num_tasks: int | None = None,
+                progress: bool = True) -> dict:
+    """Labels training tasks ``0..num_tasks-1`` of ``modality``, cached and resumable.
+
+    Args:
+      bank: an opened bank (any modalities).
+      config: the training config (uses ``config.data`` and ``config.label``).
+      modality: which sub-zoo.
+      cache_dir: chunk directory (created; finished chunks are reused).
+      num_tasks: default ``config.data.num_train_tasks``.
+      progress: show a tqdm bar.
+
+    Returns:
+      dict with psi_centres [T,C,Dpsi], class_mask [T,C], specific_centres [T,M,C,Dmax]
+      (float16), num_classes [T], metric_scores [T,A,M] (A = METHODS order),
+      rank_labels [T,M], plus "meta" (the fingerprint dict).
+    """
+    sub, zoo = zoo_for(bank, modality)
+    sampler = make_sampler(sub, zoo, config)
+    num_tasks = int(num_tasks or config.data.num_train_tasks)
+    hscore = hscore_variant(config.label.hscore, sampler.num_examples_max, zoo.max_dim)
+    meta = _fingerprint(zoo, config, sampler, hscore)
+    _open_cache(cache_dir, meta)
+    size = int(config.label.chunk_size)
+    starts = list(range(0, num_tasks, size))
+    todo = [s for s in starts if not os.path.exists(os.path.join(cache_dir, f"chunk_{s:07d}.npz"))]
+    if todo:
+        logging.info("labelling %d tasks of %s (%d chunks to do; H-Score: %s; Copeland over %s)",
+                     num_tasks, modality, len(todo), hscore, meta["copeland_methods"])
+    for s in tqdm(todo, desc=f"label {modality}", disable=not progress or not todo):
+        specs = [sampler.spec(i) for i in range(s, min(s + size, num_tasks))]
+        arrays = _label_chunk(sampler, specs, zoo, config, num_classes=sampler.max_classes,
+                              num_examples=sampler.num_examples_max, hscore=hscore)
+        _save_npz(os.path.join(cache_dir, f"chunk_{s:07d}.npz"), arrays)
+    parts = [_load_npz(os.path.join(cache_dir, f"chunk_{s:07d}.npz")) for s in starts]
+    out = {k: np.concatenate([p[k] for p in parts])[:num_tasks] for k in _ARRAYS}
+    out["meta"] = meta
+    return out
+
+
+def label_downstream(bank, config, *, modality: str, cache_dir: str) -> dict:
+    """Every downstream-pool dataset of ``modality`` as one task (cached in one file).
+
+    Each dataset keeps at most ``config.eval.max_examples_per_class`` examples per class
+    (its metric baselines use exactly these examples).  Returns the same arrays as
+    :func:`label_tasks` plus "datasets" (names) and "truth" [T, M] (the bank's
+    groundtruth mean, NaN rows where absent).
+    """
+    sub, zoo = zoo_for(bank, modality)
+    sampler = make_sampler(sub, zoo, config)
+    names = sub.pool("downstream")
+    if not names:
+        return {}
+    cap = int(config.eval.max_examples_per_class)
+    specs = [sampler.downstream_spec(ds, max_examples_per_class=cap) for ds in names]
+    c_max = max(s.num_classes for s in specs)
+    n_max = max(s.num_examples for s in specs)
+    hscore = hscore_variant(config.label.hscore, min(s.num_examples for s in specs), zoo.max_dim)
+    key = hashlib.sha1(json.dumps([zoo.to_json(), names, cap, hscore, config.data.seed,
+                                   list(config.label.methods)]).encode()).hexdigest()[:16]
+    path = os.path.join(cache_dir, f"downstream_{key}.npz")
+    if os.path.exists(path):
+        out = _load_npz(path)
+    else:
+        os.makedirs(cache_dir, exist_ok=True)
+        batch = sampler.materialize(specs, num_classes=c_max, num_examples=n_max)
+        scores, agg = label_batch(batch, zoo, num_classes=c_max, hscore=hscore,
+                                  methods=tuple(config.label.methods))
+        truth = np.full((len(names), zoo.num_models), np.nan, np.float32)
+        for i, ds in enumerate(names):
+            gt = sub.groundtruth(ds)
+            if gt is not None:
+                idx = {m: j for j, m in enumerate(gt["models"])}
+                if all(m in idx for m in zoo.models):
+                    truth[i] = [gt["mean"][idx[m]] for m in zoo.models]
+        out = dict(psi_centres=batch["psi_centres"], class_mask=batch["class_mask"],
+                   specific_centres=batch["specific_centres"].astype(np.float16),
+                   num_classes=batch["num_classes"], metric_scores=scores, rank_labels=agg,
+                   truth=truth)
+        _save_npz(path, out)
+    out["datasets"] = list(names)
+    out["hscore"] = hscore
+    return out
+
+
+# ----------------------------------------------------------------------------- CLI
+def cache_dir_for(config, workdir: str, modality: str) -> str:
+    """Where the labels of one modality are cached."""
+    base = config.label.cache_dir or os.path.join(workdir, "labels")
+    return os.path.join(base, modality)
+
+
+def modalities_for(config, bank) -> list[str]:
+    """``config.modality`` ("" or "all": every modality with models in the bank)."""
+    if config.modality in ("", "all"):
+        return [m for m in bank_lib.MODALITIES if bank.subset(m).models]
+    return [config.modality]
+
+
+def main(argv):
+    del argv
+    config = flags.FLAGS.config
+    bank = bank_lib.open_bank(config.bank_dir)
+    for modality in modalities_for(config, bank):
+        out = label_tasks(bank, config, modality=modality,
+                          cache_dir=cache_dir_for(config, flags.FLAGS.workdir, modality))
+        print(f"{modality}: {out['rank_labels'].shape[0]} tasks labelled "
+              f"(H-Score variant {out['meta']['hscore']}, Copeland over "
+              f"{out['meta']['copeland_methods']})")
+
+
+if __name__ == "__main__":
+    config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Run directory (labels go to WORKDIR/labels unless "
+                        "--config.label.cache_dir is set).")
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)
