@@ -1,0 +1,584 @@
+"""Rank a model zoo for one new task with a trained scorer (paper Algorithm 2, A.6, A.7).
+
+Usage::
+
+    r = Ranker.from_workdir("/path/to/workdir")          # checkpoint + config
+    task = Task.from_features(psi_feats, labels)            # or Task.from_centres(centres)
+    result = r.rank(task)                                   # k = 0: psi class centres only
+    result = r.rank(task, k=3, forward=run_ptm)             # re-rank the top 3 (Algorithm 2)
+    print(result.to_table())
+
+Algorithm 2: score every PTM with the generic task tokens ``mu(T)`` (psi class centres,
+Eq. 5), take the top ``k`` of that ranking, run those ``k`` PTMs on the task (``forward``,
+or read their features from a bank) to build their PTM-specific class centres
+``mu_m(T)``, rescore only those ``k`` with ``sim(theta_m, P_m^T mu_m(T))`` and sort again.
+The labels used are only the task's own labelled examples (they define its classes).
+
+The k = 0 path (:func:`fast_scores`) is a pure function of the scorer's parameters,
+equal to ``model.apply`` but with every PTM-independent product hoisted out of the
+(task, PTM) loop.  For a one-layer scorer the model tokens ``x_m`` do not depend on the
+task, so with task tokens ``t_c = psi_c W_p + b_p + e_gen``:
+
+    logit_{m,h,c} = (x_m W_Q^h / sqrt(d_h)) . (t_c W_K^h) = a_{m,h} . psi_c + a0_{m,h}
+    out_m = sum_h [w_{m,h,self} v'_{m,h} + sum_c w_{m,h,c} (t_c W_V^h W_O^h)] + b_O
+
+where ``a = (x W_Q / sqrt(d_h)) W_K^T W_p^T`` ([M, H, D_psi]) and ``W_V^h W_O^h`` are
+folded once per checkpoint (:func:`prepare_fast`).  Per task that leaves one
+``[C, D_psi] x [D_psi, H d]`` product (the values, shared by all PTMs) and ``O(M H C D)``
+for logits and mixing: no ``d x d`` product per (task, PTM).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import io
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["Task", "Ranking", "Ranker", "class_centres", "prepare_fast", "fast_scores",
+           "fast_flops_per_task", "order_from_scores", "check_zoo"]
+
+_NEG = -1e30  # the scorer's own mask value (spider_jax.model), so the fast path matches it
+
+
+# ----------------------------------------------------------------------------- pure core
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def class_centres(features: jax.Array, labels: jax.Array, example_mask: jax.Array, *,
+                  num_classes: int) -> tuple[jax.Array, jax.Array]:
+    """Fixed-shape masked segment mean: the class centres of Eq. 5.
+
+    ``centre_c = sum_i [y_i = c] m_i f_i / max(1, sum_i [y_i = c] m_i)``.
+
+    Args:
+      features: [N, D] features (any float dtype; computed in float32).
+      labels: [N] int class indices in ``[0, num_classes)``.
+      example_mask: [N] bool/float, 1 for real examples (padding rows are ignored).
+      num_classes: C, the padded class count (static).
+
+    Returns:
+      (centres [C, D] float32 (zeros for empty classes), class_mask [C] bool: class has an
+      example).
+    """
+    onehot = (labels[:, None] == jnp.arange(num_classes)[None, :]) \
+        & (example_mask[:, None] > 0)                                       # [N, C]
+    onehot = onehot.astype(jnp.float32)
+    counts = onehot.sum(axis=0)                                             # [C]
+    sums = jnp.einsum("nc,nd->cd", onehot, features.astype(jnp.float32),
+                      precision=jax.lax.Precision.HIGHEST)
+    return sums / jnp.maximum(counts, 1.0)[:, None], counts > 0
+
+
+def _bucket(n: int, minimum: int = 16) -> int:
+    """Next power of two >= n (>= minimum): one compile serves every N in a bucket."""
+    return max(minimum, 1 << max(0, int(n) - 1).bit_length())
+
+
+def _centres_numpy_in(features: np.ndarray, labels: np.ndarray, num_classes: int):
+    n = features.shape[0]
+    nb = _bucket(n)
+    feats = np.zeros((nb, features.shape[1]), np.float32)
+    feats[:n] = features
+    labs = np.zeros((nb,), np.int32)
+    labs[:n] = labels
+    mask = np.zeros((nb,), bool)
+    mask[:n] = True
+    centres, cmask = class_centres(feats, labs, mask, num_classes=num_classes)
+    return np.asarray(centres), np.asarray(cmask)
+
+
+def _p(variables: Mapping[str, Any]) -> Mapping[str, Any]:
+    return variables["params"] if "params" in variables else variables
+
+
+def _layer_norm(p: Mapping[str, Any], x: jax.Array) -> jax.Array:
+    return nn.LayerNorm().apply({"params": p}, x)
+
+
+def _fast_route(num_heads: int, psi_dim: int, d: int) -> str:
+    """'psi' folds the task projection into logits and values (H*D_psi*d flops per class)
+    when that is cheaper than projecting to tokens first (D_psi*d + H*d*d per class)."""
+    return "psi" if num_heads * psi_dim <= psi_dim + num_heads * d else "token"
+
+
+def prepare_fast(variables: Mapping[str, Any], model: Any) -> dict[str, Any]:
+    """Folds the PTM-side and weight-only products of a one-layer scorer once.
+
+    Args:
+      variables: the scorer's variables ``{"params": ...}`` (or the params dict).
+      model: the :class:`spider_jax.model.SpiderScorer` (reads num_heads, num_layers, ...).
+
+    Returns:
+      A pytree of float32 arrays for :func:`fast_scores`; its structure (whether
+      "proj_w" is present) selects the route, so it can be passed through jit.
+
+    Raises:
+      ValueError: for a scorer with more than one layer (use ``model.apply``).
+    """
+    if int(model.num_layers) != 1:
+        raise ValueError(f"the k=0 fast path folds a one-layer scorer; this one has "
+                         f"num_layers={model.num_layers} (use model.apply)")
+    p = _p(variables)
+    hp = jax.lax.Precision.HIGHEST
+    theta = jnp.asarray(p["model_tokens"], jnp.float32)                  # [M, d]
+    m, d = theta.shape
+    types = jnp.asarray(p["type_embeddings"], jnp.float32) if model.use_type_embeddings \
+        else jnp.zeros((3, d), jnp.float32)
+    blk = p["block0"]
+    wq, wk, wv = (jnp.asarray(blk[n]["kernel"], jnp.float32) for n in ("query", "key", "value"))
+    h, dh = wq.shape[1], wq.shape[2]                                     # [d, H, dh]
+    wo = jnp.asarray(blk["out"]["kernel"], jnp.float32)                  # [H, dh, d]
+    bo = jnp.asarray(blk["out"]["bias"], jnp.float32)
+    w_p = jnp.asarray(p["task_proj"]["kernel"], jnp.float32)             # [Dpsi, d]
+    b_p = jnp.asarray(p["task_proj"]["bias"], jnp.float32) + types[1]    # [d]
+    x = theta + types[0][None, :]                                        # [M, d]
+    q = jnp.einsum("md,dhk->mhk", x, wq, precision=hp) / jnp.sqrt(jnp.float32(dh))
+    k_self = jnp.einsum("md,dhk->mhk", x, wk, precision=hp)
+    v_self = jnp.einsum("md,dhk->mhk", x, wv, precision=hp)
+    qk = jnp.einsum("mhk,dhk->mhd", q, wk, precision=hp)                 # [M, H, d]
+    vo = jnp.einsum("dhk,hke->dhe", wv, wo, precision=hp)                # [d, H, d]
+    route = _fast_route(h, w_p.shape[0], d)
+    fast = {
+        "x": x,
+        "logit_self": jnp.einsum("mhk,mhk->mh", q, k_self, precision=hp),
+        "value_self": jnp.einsum("mhk,hke->mhe", v_self, wo, precision=hp),   # [M, H, d]
+        "out_bias": bo,
+        "logit_bias": jnp.einsum("mhd,d->mh", qk, b_p, precision=hp),
+        "value_bias": jnp.einsum("d,dhe->he", b_p, vo, precision=hp),          # [H, d]
+        "norm_attn": blk["norm_attn"], "head_norm": p["head_norm"], "head": p["head"],
+    }
+    if route == "psi":
+        fast["logit_w"] = jnp.einsum("mhd,pd->mhp", qk, w_p, precision=hp)     # [M, H, Dpsi]
+        fast["value_w"] = jnp.einsum("pd,dhe->phe", w_p, vo, precision=hp)     # [Dpsi, H, d]
+    else:
+        fast["proj_w"] = w_p
+        fast["logit_w"] = qk                                                    # [M, H, d]
+        fast["value_w"] = vo                                                    # [d, H, d]
+    if int(model.mlp_dim) > 0:
+        fast["mlp"] = {n: blk[n] for n in ("mlp_in", "mlp_out", "norm_mlp")}
+    return fast
+
+
+def fast_scores(fast: Mapping[str, Any], psi_centres: jax.Array,
+                class_mask: jax.Array) -> jax.Array:
+    """k = 0 scores of all M PTMs for a batch of tasks (equals ``model.apply`` at k = 0).
+
+    Args:
+      fast: the output of :func:`prepare_fast` (a pytree: pass it as a jit argument).
+      psi_centres: [B, C, D_psi] generic class centres.
+      class_mask: [B, C] bool, True for real classes.
+
+    Returns:
+      [B, M] float32 scores.
+    """
+    psi = psi_centres.astype(jnp.float32)
+    if "proj_w" in fast:  # 'token' route: project to tokens first (biases are folded)
+        psi = jnp.einsum("bcp,pd->bcd", psi, fast["proj_w"])
+    # Task side, once per task: [B, C, H, d] values and [B, M, H, C] logits.
+    values = jnp.einsum("bcp,phe->bche", psi, fast["value_w"]) \
+        + fast["value_bias"][None, None]
+    logits = jnp.einsum("bcp,mhp->bmhc", psi, fast["logit_w"]) + fast["logit_bias"][None, :, :, None]
+    logits = jnp.where(class_mask.astype(bool)[:, None, None, :], logits, _NEG)
+    b = psi.shape[0]
+    m, h = fast["logit_self"].shape
+    self_logit = jnp.broadcast_to(fast["logit_self"][None, :, :, None], (b, m, h, 1))
+    weights = jax.nn.softmax(jnp.concatenate([self_logit, logits], axis=-1), axis=-1)
+    out = jnp.einsum("bmh,mhe->bme", weights[..., 0], fast["value_self"])
+    out = out + jnp.einsum("bmhc,bche->bme", weights[..., 1:], values) \
+        + fast["out_bias"][None, None]
+    x = _layer_norm(fast["norm_attn"], fast["x"][None] + out)
+    if "mlp" in fast:
+        mp = fast["mlp"]
+        y = nn.gelu(x @ mp["mlp_in"]["kernel"] + mp["mlp_in"]["bias"][None, None])
+        y = y @ mp["mlp_out"]["kernel"] + mp["mlp_out"]["bias"][None, None]
+        x = _layer_norm(mp["norm_mlp"], x + y)
+    x = _layer_norm(fast["head_norm"], x)
+    return (x @ fast["head"]["kernel"])[..., 0] + fast["head"]["bias"][0]
+
+
+def fast_flops_per_task(fast: Mapping[str, Any], num_classes: int) -> int:
+    """Multiply-add FLOPs (2 per MAC) of :func:`fast_scores` for one task of C classes."""
+    m, h, kdim = fast["logit_w"].shape
+    d = fast["x"].shape[1]
+    c = num_classes
+    flops = 2 * c * kdim * h * d            # values
+    flops += 2 * m * h * c * kdim           # logits
+    flops += 2 * m * h * (c + 1) * d        # attention-weighted values
+    if "proj_w" in fast:
+        flops += 2 * c * fast["proj_w"].shape[0] * d
+    if "mlp" in fast:
+        flops += 4 * m * d * fast["mlp"]["mlp_in"]["kernel"].shape[1]
+    flops += 2 * m * d + 20 * m * d         # head + layer norms / softmax (approximate)
+    return int(flops)
+
+
+def order_from_scores(scores: np.ndarray) -> np.ndarray:
+    """Indices by descending score; ties broken by zoo order (deterministic)."""
+    scores = np.asarray(scores, np.float64)
+    return np.lexsort((np.arange(scores.shape[-1]), -scores))
+
+
+# ----------------------------------------------------------------------------- tasks
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A downstream task as the ranker sees it.
+
+    Attributes:
+      psi_centres: [C, D_psi] psi class centres (Eq. 5), float32.
+      class_mask: [C] bool, True for real classes.
+      labels: [N] int32 class indices in [0, C) of the labelled examples (needed for
+        re-ranking, k > 0: they build the PTM-specific class centres), or None.
+      classes: the original label values, ``classes[c]`` is class c.
+      name: a label for reports.
+    """
+
+    psi_centres: np.ndarray
+    class_mask: np.ndarray
+    labels: np.ndarray | None = None
+    classes: tuple = ()
+    name: str = "task"
+
+    @property
+    def num_classes(self) -> int:
+        return int(np.sum(self.class_mask))
+
+    @classmethod
+    def from_features(cls, psi_features: np.ndarray, labels: np.ndarray,
+                      name: str = "task") -> "Task":
+        """Task from psi features [N, D_psi] and labels [N] (any integer class ids)."""
+        feats = np.asarray(psi_features)
+        labels = np.asarray(labels)
+        if feats.ndim != 2:
+            raise ValueError(f"psi features must be [N, D_psi], got shape {feats.shape}")
+        if labels.ndim != 1 or labels.shape[0] != feats.shape[0]:
+            raise ValueError(f"labels must be [N] with N = {feats.shape[0]} (the number of "
+                             f"feature rows), got shape {labels.shape}")
+        if feats.shape[0] < 1:
+            raise ValueError("a task needs at least one labelled example")
+        if not np.issubdtype(labels.dtype, np.integer):
+            if np.issubdtype(labels.dtype, np.floating) and np.all(np.isfinite(labels)) \
+                    and np.all(labels == np.round(labels)):
+                labels = labels.astype(np.int64)
+            else:
+                raise ValueError(f"labels must be integer class ids, got dtype {labels.dtype}")
+        if not np.all(np.isfinite(feats)):
+            raise ValueError(f"psi features contain NaN or Inf "
+                             f"({int(np.sum(~np.isfinite(feats)))} values)")
+        classes, index = np.unique(labels, return_inverse=True)
+        centres, cmask = _centres_numpy_in(feats.astype(np.float32), index.astype(np.int32),
+                                           int(classes.shape[0]))
+        return cls(centres, cmask, index.astype(np.int32), tuple(classes.tolist()), name)
+
+    @classmethod
+    def from_centres(cls, psi_centres: np.ndarray, class_mask: np.ndarray | None = None,
+                     name: str = "task") -> "Task":
+        """Task from precomputed psi class centres [C, D_psi] (+ optional [C] mask)."""
+        centres = np.asarray(psi_centres, np.float32)
+        if centres.ndim != 2:
+            raise ValueError(f"psi class centres must be [C, D_psi], got shape {centres.shape}")
+        mask = np.ones(centres.shape[0], bool) if class_mask is None \
+            else np.asarray(class_mask).astype(bool)
+        if mask.shape != (centres.shape[0],):
+            raise ValueError(f"class_mask must be [C] = [{centres.shape[0]}], got {mask.shape}")
+        if not np.all(np.isfinite(centres[mask])):
+            raise ValueError("psi class centres contain NaN or Inf")
+        if not mask.any():
+            raise ValueError("class_mask marks no real class")
+        return cls(np.where(mask[:, None], centres, 0.0).astype(np.float32), mask, None,
+                   tuple(range(centres.shape[0])), name)
+
+    @classmethod
+    def from_bank(cls, bank: Any, dataset: str, split: str = "train") -> "Task":
+        """The task of a bank dataset's split (psi features + labels)."""
+        return cls.from_features(np.asarray(bank.psi(dataset, split), np.float32),
+                                 np.asarray(bank.labels(dataset, split)), name=dataset)
+
+
+# ----------------------------------------------------------------------------- results
+@dataclasses.dataclass(frozen=True)
+class Ranking:
+    """Every PTM of the zoo with its score and rank for one task.
+
+    Attributes:
+      models: PTM names in zoo order.
+      scores: [M] final scores (higher = more transferable).
+      coarse_scores: [M] the k = 0 scores (generic task tokens only).
+      reranked: [M] bool, PTMs rescored with their own class centres.
+      k: the re-ranking budget used.
+      task: the task's name.
+    """
+
+    models: tuple[str, ...]
+    scores: np.ndarray
+    coarse_scores: np.ndarray
+    reranked: np.ndarray
+    k: int = 0
+    task: str = "task"
+
+    @property
+    def order(self) -> np.ndarray:
+        """Zoo indices from best to worst (ties: zoo order)."""
+        return order_from_scores(self.scores)
+
+    @property
+    def ranks(self) -> np.ndarray:
+        """[M] rank of each PTM in zoo order, 1 = best."""
+        ranks = np.empty(len(self.models), np.int64)
+        ranks[self.order] = np.arange(1, len(self.models) + 1)
+        return ranks
+
+    @property
+    def best(self) -> str:
+        return self.models[int(self.order[0])]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per PTM, best first: rank, model, score, coarse_score, reranked."""
+        return [{"rank": r + 1, "model": self.models[i], "score": float(self.scores[i]),
+                 "coarse_score": float(self.coarse_scores[i]), "reranked": bool(self.reranked[i])}
+                for r, i in enumerate(self.order)]
+
+    def to_json(self) -> str:
+        return json.dumps({"task": self.task, "k": self.k, "ranking": self.rows()}, indent=2)
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["rank", "model", "score", "coarse_score",
+                                                 "reranked"], lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows():
+            writer.writerow({**row, "score": f"{row['score']:.6g}",
+                             "coarse_score": f"{row['coarse_score']:.6g}"})
+        return buf.getvalue()
+
+    def to_table(self) -> str:
+        width = max([5] + [len(m) for m in self.models])
+        head = f"Model Spider ranking for {self.task!r} (k = {self.k})"
+        lines = [head, f"{'rank':>4}  {'model':<{width}}  {'score':>10}"
+                 + ("  k=0 score" if self.k else "")]
+        for row in self.rows():
+            line = f"{row['rank']:>4}  {row['model']:<{width}}  {row['score']:>10.4f}"
+            if self.k:
+                line += f"  {row['coarse_score']:>9.4f}" + ("  *" if row["reranked"] else "")
+            lines.append(line)
+        if self.k:
+            lines.append("* rescored with its own class centres (PTM-specific features)")
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- ranker
+def check_zoo(checkpoint_models: Sequence[str], checkpoint_dims: Sequence[int],
+              models: Sequence[str], dims: Sequence[int] | None = None) -> None:
+    """ValueError unless a zoo (names, dims) matches the checkpoint's, in order."""
+    ck, zo = list(checkpoint_models), list(models)
+    if ck != zo:
+        missing = [m for m in ck if m not in zo]
+        extra = [m for m in zo if m not in ck]
+        raise ValueError(
+            f"the zoo differs from the checkpoint's: checkpoint has {len(ck)} models, zoo has "
+            f"{len(zo)}; missing from zoo: {missing[:8]}; not in checkpoint: {extra[:8]}"
+            + ("" if missing or extra else "; same models in a different order"))
+    if dims is not None and list(map(int, dims)) != list(map(int, checkpoint_dims)):
+        bad = [(n, a, b) for n, a, b in zip(ck, checkpoint_dims, dims) if int(a) != int(b)]
+        raise ValueError(f"feature dims differ from the checkpoint's (model, checkpoint, zoo): "
+                         f"{bad[:8]}")
+
+
+class Ranker:
+    """A trained scorer plus its zoo: ranks PTMs for new tasks (k = 0 and re-ranking).
+
+    Args:
+      model: the :class:`spider_jax.model.SpiderScorer`.
+      variables: its variables ``{"params": ...}``.
+      models: PTM names in the scorer's order (``len == len(model.model_dims)``).
+      max_classes: the largest class count the model was built for (C_max); tasks are
+        padded to it only when they exceed the smallest power-of-two bucket.
+      config: the training config (kept for reference), optional.
+    """
+
+    def __init__(self, model: Any, variables: Mapping[str, Any], models: Sequence[str], *,
+                 max_classes: int, config: Any = None):
+        self.model = model
+        self.variables = variables if "params" in variables else {"params": variables}
+        self.models = tuple(models)
+        self.dims = tuple(int(x) for x in model.model_dims)
+        self.max_classes = int(max_classes)
+        self.config = config
+        p = self.variables["params"]
+        if len(self.models) != len(self.dims):
+            raise ValueError(f"{len(self.models)} model names for a scorer of "
+                             f"{len(self.dims)} PTMs")
+        if tuple(p["model_tokens"].shape) != (len(self.dims), int(model.d)):
+            raise ValueError(f"checkpoint model_tokens {tuple(p['model_tokens'].shape)} do not "
+                             f"match the config's scorer ({len(self.dims)} PTMs, d={model.d}): "
+                             f"a checkpoint from another config?")
+        self.psi_dim = int(p["task_proj"]["kernel"].shape[0])
+        self._fast = prepare_fast(self.variables, model) if int(model.num_layers) == 1 else None
+        self._score_jit = None
+        self._apply_jit = jax.jit(functools.partial(model.apply, deterministic=True))
+
+    @classmethod
+    def from_workdir(cls, workdir: str) -> "Ranker":
+        """Restores the latest checkpoint and its config from a training workdir."""
+        from spider_jax import train  # deferred: train pulls optax/orbax
+
+        config, model, params, zoo = train.load_trained(workdir)
+        names = _zoo_names(zoo)
+        return cls(model, params, names, max_classes=_max_classes(config), config=config)
+
+    # -- scoring functions -------------------------------------------------------------
+    def batch_scorer(self) -> tuple[Callable[..., jax.Array], Any]:
+        """The pure k = 0 batch scorer and its parameters.
+
+        Returns:
+          ``(fn, params)`` with ``fn(params, psi_centres [B,C,Dpsi], class_mask [B,C]) ->
+          [B, M]`` (unjitted; jit and shard it as you like): :func:`fast_scores` over the
+          folded parameters for a one-layer scorer, else ``model.apply``.
+        """
+        if self._fast is not None:
+            return fast_scores, self._fast
+        apply = functools.partial(self.model.apply, deterministic=True)
+        return (lambda variables, centres, mask: apply(variables, centres, mask)), self.variables
+
+    def scores_k0(self, psi_centres: np.ndarray, class_mask: np.ndarray) -> np.ndarray:
+        """k = 0 scores [B, M] for a batch of padded tasks (validated)."""
+        centres, mask = self.check_batch(psi_centres, class_mask)
+        if self._score_jit is None:
+            fn, params = self.batch_scorer()
+            self._score_jit = (jax.jit(fn), params)
+        fn, params = self._score_jit
+        return np.asarray(fn(params, centres, mask))
+
+    def check_batch(self, psi_centres, class_mask):
+        """ValueErrors for a batch of tasks the scorer was not built for."""
+        centres = np.asarray(psi_centres, np.float32)
+        mask = np.asarray(class_mask).astype(bool)
+        if centres.ndim != 3:
+            raise ValueError(f"psi class centres must be [B, C, D_psi], got {centres.shape}")
+        if centres.shape[2] != self.psi_dim:
+            raise ValueError(f"psi feature width {centres.shape[2]} != the checkpoint's psi "
+                             f"dim {self.psi_dim}")
+        if mask.shape != centres.shape[:2]:
+            raise ValueError(f"class mask shape {mask.shape} != centres' [B, C] "
+                             f"{centres.shape[:2]}")
+        real = mask.sum(axis=1)
+        if real.size and real.max() > self.max_classes:
+            raise ValueError(f"a task has {int(real.max())} classes, more than the "
+                             f"{self.max_classes} the model was built for (max_classes)")
+        if not np.all(np.isfinite(centres[mask])):
+            raise ValueError("psi class centres contain NaN or Inf")
+        return centres, mask
+
+    def _padded(self, task: Task) -> tuple[np.ndarray, np.ndarray, int]:
+        c = task.psi_centres.shape[0]
+        if task.psi_centres.shape[1] != self.psi_dim:
+            raise ValueError(f"psi feature width {task.psi_centres.shape[1]} != the "
+                             f"checkpoint's psi dim {self.psi_dim}")
+        if task.num_classes > self.max_classes:
+            raise ValueError(f"task {task.name!r} has {task.num_classes} classes, more than "
+                             f"the {self.max_classes} the model was built for (max_classes)")
+        cp = min(self.max_classes, _bucket(c, 4))
+        cp = max(cp, c)
+        centres = np.zeros((1, cp, self.psi_dim), np.float32)
+        centres[0, :c] = task.psi_centres
+        mask = np.zeros((1, cp), bool)
+        mask[0, :c] = task.class_mask
+        return centres, mask, cp
+
+    # -- ranking -----------------------------------------------------------------------
+    def rank(self, task: Task, *, k: int = 0,
+             forward: Callable[[str], np.ndarray] | None = None) -> Ranking:
+        """Ranks every PTM for ``task`` (Algorithm 2).
+
+        Args:
+          task: a :class:`Task` (psi class centres; labels needed when ``k > 0``).
+          k: re-ranking budget: the top ``k`` PTMs of the k = 0 ranking are rescored with
+            their PTM-specific class centres.
+          forward: ``forward(model_name) -> features [N, D_m]`` of that PTM on the task's
+            labelled examples (same order as the labels); called for the top-k PTMs only.
+
+        Returns:
+          A :class:`Ranking`.
+        """
+        if not 0 <= int(k) <= len(self.models):
+            raise ValueError(f"k={k} must be in [0, {len(self.models)}] (the zoo size)")
+        centres, mask, cp = self._padded(task)
+        coarse = self.scores_k0(centres, mask)[0]
+        scores = coarse.copy()
+        reranked = np.zeros(len(self.models), bool)
+        if k > 0:
+            if forward is None:
+                raise ValueError("k > 0 needs forward(model_name) -> features [N, D_m] "
+                                 "(or rank_bank_dataset with a bank)")
+            if task.labels is None:
+                raise ValueError("k > 0 needs the task's labels (build it with "
+                                 "Task.from_features), to form PTM-specific class centres")
+            top = order_from_scores(coarse)[:k]
+            specific = np.zeros((1, len(self.models), cp, max(self.dims)), np.float32)
+            for i in top:
+                specific[0, i, :, :self.dims[i]] = self._specific_centres(
+                    self.models[i], forward(self.models[i]), task, cp)
+            smask = np.zeros((1, len(self.models)), bool)
+            smask[0, top] = True
+            rescored = np.asarray(self._apply_jit(self.variables, centres, mask, specific,
+                                                  smask))[0]
+            scores[top] = rescored[top]
+            reranked[top] = True
+        return Ranking(self.models, scores, coarse, reranked, int(k), task.name)
+
+    def _specific_centres(self, name: str, feats: np.ndarray, task: Task, cp: int) -> np.ndarray:
+        feats = np.asarray(feats)
+        i = self.models.index(name)
+        n = task.labels.shape[0]
+        if feats.ndim != 2 or feats.shape[0] != n:
+            raise ValueError(f"forward({name!r}) returned shape {feats.shape}; expected "
+                             f"[N, D_m] with N = {n} task examples")
+        if feats.shape[1] != self.dims[i]:
+            raise ValueError(f"forward({name!r}) returned width {feats.shape[1]}; the checkpoint "
+                             f"expects D_m = {self.dims[i]} for {name!r}")
+        if not np.all(np.isfinite(feats)):
+            raise ValueError(f"forward({name!r}) returned NaN or Inf features")
+        centres, _ = _centres_numpy_in(feats.astype(np.float32), task.labels, cp)
+        return centres
+
+    def rank_bank_dataset(self, bank: Any, dataset: str, *, k: int = 0,
+                          split: str = "train") -> Ranking:
+        """Ranks the zoo for a bank dataset; re-ranking reads the top-k features from it."""
+        models = bank.models_for(dataset)
+        check_zoo(self.models, self.dims, models,
+                  [bank.model_info(m)["dim"] for m in models])
+        task = Task.from_bank(bank, dataset, split)
+        return self.rank(task, k=k,
+                         forward=lambda name: np.asarray(bank.features(name, dataset, split)))
+
+
+def _zoo_names(zoo: Any) -> list[str]:
+    """Model names from load_trained's zoo (a list of names, of dicts, or a mapping)."""
+    if isinstance(zoo, Mapping):
+        if "models" in zoo:
+            return _zoo_names(zoo["models"])
+        return list(zoo)
+    names = []
+    for z in zoo:
+        names.append(z if isinstance(z, str) else (z["name"] if isinstance(z, Mapping)
+                                                    else getattr(z, "name")))
+    return names
+
+
+def _max_classes(config: Any) -> int:
+    for path in ("model.max_classes", "data.max_classes", "task.max_classes", "max_classes",
+                 "sampler.max_classes", "data.num_classes_max"):
+        node = config
+        try:
+            for part in path.split("."):
+                node = node[part] if isinstance(node, Mapping) else getattr(node, part)
+            return int(node)
+        except (KeyError, AttributeError, TypeError):
+            continue
+    raise ValueError("the config names no max_classes (C_max)")
