@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["Task", "Ranking", "Ranker", "class_centres", "prepare_fast", "fast_scores",
-           "fast_flops_per_task", "order_from_scores", "check_zoo"]
+           "fast_flops_per_task", "order_from_scores", "check_zoo", "check_params"]
 
 _NEG = -1e30  # the scorer's own mask value (spider_jax.model), so the fast path matches it
 
@@ -419,6 +419,7 @@ class Ranker:
                              f"match the config's scorer ({len(self.dims)} PTMs, d={model.d}): "
                              f"a checkpoint from another config?")
         self.psi_dim = int(p["task_proj"]["kernel"].shape[0])
+        check_params(model, self.variables, self.psi_dim)
         self._fast = prepare_fast(self.variables, model) if int(model.num_layers) == 1 else None
         self._score_jit = None
         self._apply_jit = jax.jit(functools.partial(model.apply, deterministic=True))
@@ -430,7 +431,13 @@ class Ranker:
 
         config, model, params, zoo = train.load_trained(workdir)
         names = _zoo_names(zoo)
-        return cls(model, params, names, max_classes=_max_classes(config), config=config)
+        if hasattr(zoo, "dims"):
+            check_zoo(names, model.model_dims, names, zoo.dims)
+        ranker = cls(model, params, names, max_classes=_max_classes(config), config=config)
+        if getattr(zoo, "psi_dim", ranker.psi_dim) != ranker.psi_dim:
+            raise ValueError(f"the zoo's psi dim {zoo.psi_dim} != the checkpoint's "
+                             f"{ranker.psi_dim}")
+        return ranker
 
     # -- scoring functions -------------------------------------------------------------
     def batch_scorer(self) -> tuple[Callable[..., jax.Array], Any]:
@@ -519,6 +526,9 @@ class Ranker:
             if task.labels is None:
                 raise ValueError("k > 0 needs the task's labels (build it with "
                                  "Task.from_features), to form PTM-specific class centres")
+            if "specific_proj" not in self.variables["params"]:
+                raise ValueError("this checkpoint has no PTM-specific projections (trained "
+                                 "without specific tokens): only k = 0 is available")
             top = order_from_scores(coarse)[:k]
             specific = np.zeros((1, len(self.models), cp, max(self.dims)), np.float32)
             for i in top:
@@ -559,16 +569,33 @@ class Ranker:
 
 
 def _zoo_names(zoo: Any) -> list[str]:
-    """Model names from load_trained's zoo (a list of names, of dicts, or a mapping)."""
+    """Model names from load_trained's zoo (a sampler.Zoo, a list of names or a mapping)."""
+    if hasattr(zoo, "models"):
+        return list(zoo.models)
     if isinstance(zoo, Mapping):
-        if "models" in zoo:
-            return _zoo_names(zoo["models"])
-        return list(zoo)
-    names = []
-    for z in zoo:
-        names.append(z if isinstance(z, str) else (z["name"] if isinstance(z, Mapping)
-                                                    else getattr(z, "name")))
-    return names
+        return _zoo_names(zoo["models"]) if "models" in zoo else list(zoo)
+    return [z if isinstance(z, str) else z["name"] for z in zoo]
+
+
+def check_params(model: Any, variables: Mapping[str, Any], psi_dim: int) -> None:
+    """ValueError naming every parameter whose shape differs from what ``model`` builds."""
+    m = len(model.model_dims)
+    args = (np.zeros((1, 2, psi_dim), np.float32), np.ones((1, 2), bool))
+    if "specific_proj" in variables["params"]:
+        args += (np.zeros((1, m, 2, max(model.model_dims)), np.float32), np.zeros((1, m), bool))
+    want = jax.eval_shape(functools.partial(model.init, deterministic=True),
+                          jax.random.PRNGKey(0), *args)["params"]
+    have = variables["params"]
+    want_flat = {jax.tree_util.keystr(k): v.shape for k, v in
+                 jax.tree_util.tree_flatten_with_path(want)[0]}
+    have_flat = {jax.tree_util.keystr(k): tuple(np.shape(v)) for k, v in
+                 jax.tree_util.tree_flatten_with_path(have)[0]}
+    bad = [f"{k}: checkpoint {have_flat.get(k)} vs config {want_flat.get(k)}"
+           for k in sorted(set(want_flat) | set(have_flat))
+           if have_flat.get(k) != (tuple(want_flat[k]) if k in want_flat else None)]
+    if bad:
+        raise ValueError("the checkpoint does not match the scorer its config builds (a "
+                         "checkpoint from another config?): " + "; ".join(bad[:6]))
 
 
 def _max_classes(config: Any) -> int:

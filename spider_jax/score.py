@@ -1,0 +1,446 @@
+"""Batch-score thousands of tasks with a trained scorer: sharded, streamed, resumable.
+
+    python -m spider_jax.score --workdir=DIR --tasks=TASKS --out=scores.csv [--batch_size=512]
+
+Tasks input (``--tasks``), two layouts:
+
+* **array directory**: ``TASKS/psi_centres.npy`` float16|float32 ``[T, C, D_psi]`` (psi
+  class centres, Eq. 5), optional ``TASKS/class_mask.npy`` bool ``[T, C]`` (True = real
+  class; default all True) and optional ``TASKS/names.txt`` (one task name per line;
+  default ``task000000``...).  Read memory-mapped: each host reads only its rows.
+* **npz directory**: one ``NAME.npz`` per task holding ``psi_centres`` ``[C_t, D_psi]``
+  (+ optional ``class_mask`` ``[C_t]``); C_t may vary and is padded to the largest
+  (file order: sorted names; the task name is the file stem).
+
+Output (``--out``): one row per (task, PTM): ``task, model, score, rank`` (rank 1 =
+best; ties broken by zoo order), CSV, or Parquet when the name ends in ``.parquet`` and
+pyarrow is installed.  Rows are grouped by task in input order, PTMs in rank order.
+
+Execution: tasks are cut into fixed-shape global batches of ``batch_size`` (a multiple of
+the mesh's data axis), sharded over every device of every host
+(:mod:`spider_jax.parallel`); each host reads only its slice of each batch; the last
+batch is padded with empty tasks whose rows are dropped.  One compile serves the run.
+
+Resumable: after each batch process 0 writes ``OUT.parts/part-BBBBBBB.npz`` atomically
+(temporary file + rename) beside a ``meta.json`` fingerprint of the run (task source,
+batch size, zoo).  A restarted run skips the batches whose part exists, then merges all
+parts into ``OUT`` (atomically) and deletes the parts, so no task is written twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from spider_jax import parallel
+from spider_jax.ranker import Ranker
+
+__all__ = ["TaskSource", "ArrayTasks", "NpzDirTasks", "InMemoryTasks", "open_tasks",
+           "score_tasks", "ranks_from_scores", "read_scores"]
+
+
+# ----------------------------------------------------------------------------- sources
+class TaskSource:
+    """Random-access psi class centres of T tasks, padded to C classes."""
+
+    num_tasks: int
+    num_classes: int
+    psi_dim: int
+
+    def names(self) -> list[str]:
+        raise NotImplementedError
+
+    def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Tasks [start, stop): (centres [n, C, D_psi] float32, class_mask [n, C] bool)."""
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        raise NotImplementedError
+
+    def class_counts(self) -> np.ndarray:
+        """[T] number of real classes per task (for validation before any compile)."""
+        raise NotImplementedError
+
+
+class InMemoryTasks(TaskSource):
+    """Tasks held in arrays (library use and tests)."""
+
+    def __init__(self, psi_centres: np.ndarray, class_mask: np.ndarray | None = None,
+                 names: Sequence[str] | None = None):
+        self.centres = np.asarray(psi_centres)
+        if self.centres.ndim != 3:
+            raise ValueError(f"psi_centres must be [T, C, D_psi], got {self.centres.shape}")
+        self.mask = np.ones(self.centres.shape[:2], bool) if class_mask is None \
+            else np.asarray(class_mask).astype(bool)
+        if self.mask.shape != self.centres.shape[:2]:
+            raise ValueError(f"class_mask shape {self.mask.shape} != [T, C] "
+                             f"{self.centres.shape[:2]}")
+        self.num_tasks, self.num_classes, self.psi_dim = self.centres.shape
+        self._names = list(names) if names is not None else \
+            [f"task{i:06d}" for i in range(self.num_tasks)]
+        if len(self._names) != self.num_tasks:
+            raise ValueError(f"{len(self._names)} names for {self.num_tasks} tasks")
+
+    def names(self):
+        return self._names
+
+    def read(self, start, stop):
+        return np.asarray(self.centres[start:stop], np.float32), self.mask[start:stop]
+
+    def class_counts(self):
+        return self.mask.sum(axis=1)
+
+    def fingerprint(self):
+        h = hashlib.sha256()
+        h.update(repr((self.centres.shape, self._names[:3], self._names[-3:])).encode())
+        h.update(np.ascontiguousarray(self.centres[:2], np.float32).tobytes())
+        return h.hexdigest()[:16]
+
+
+class ArrayTasks(InMemoryTasks):
+    """The array-directory layout (``psi_centres.npy`` memory-mapped)."""
+
+    def __init__(self, root: str):
+        self.root = root
+        path = os.path.join(root, "psi_centres.npy")
+        centres = np.load(path, mmap_mode="r", allow_pickle=False)
+        mask_path = os.path.join(root, "class_mask.npy")
+        mask = np.load(mask_path, allow_pickle=False) if os.path.exists(mask_path) else None
+        names_path = os.path.join(root, "names.txt")
+        names = None
+        if os.path.exists(names_path):
+            with open(names_path, encoding="utf-8") as fh:
+                names = [line.rstrip("\n") for line in fh if line.strip()]
+        if centres.dtype not in (np.float16, np.float32, np.float64):
+            raise ValueError(f"{path}: dtype {centres.dtype} is not a float type")
+        super().__init__(centres, mask, names)
+
+    def fingerprint(self):
+        st = os.stat(os.path.join(self.root, "psi_centres.npy"))
+        return hashlib.sha256(repr((os.path.abspath(self.root), self.centres.shape,
+                                    st.st_size, st.st_mtime_ns)).encode()).hexdigest()[:16]
+
+
+def _npz_member_shape(path: str, key: str) -> tuple[int, ...] | None:
+    with zipfile.ZipFile(path) as zf:
+        if f"{key}.npy" not in zf.namelist():
+            return None
+        with zf.open(f"{key}.npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            shape, _, _ = read(fh)
+    return tuple(shape)
+
+
+class NpzDirTasks(TaskSource):
+    """The npz-directory layout: one ``NAME.npz`` per task, padded to the largest C."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.paths = sorted(glob.glob(os.path.join(root, "*.npz")))
+        if not self.paths:
+            raise ValueError(f"{root}: no psi_centres.npy and no .npz task files")
+        shapes = []
+        for p in self.paths:
+            shape = _npz_member_shape(p, "psi_centres")
+            if shape is None or len(shape) != 2:
+                raise ValueError(f"{p}: needs psi_centres [C, D_psi], got {shape}")
+            shapes.append(shape)
+        dims = {s[1] for s in shapes}
+        if len(dims) != 1:
+            raise ValueError(f"{root}: task files disagree on D_psi: {sorted(dims)}")
+        self.num_tasks = len(self.paths)
+        self.psi_dim = dims.pop()
+        self._c = np.array([s[0] for s in shapes])
+        self.num_classes = int(self._c.max())
+
+    def names(self):
+        return [os.path.splitext(os.path.basename(p))[0] for p in self.paths]
+
+    def read(self, start, stop):
+        n = stop - start
+        centres = np.zeros((n, self.num_classes, self.psi_dim), np.float32)
+        mask = np.zeros((n, self.num_classes), bool)
+        for j, p in enumerate(self.paths[start:stop]):
+            with np.load(p, allow_pickle=False) as z:
+                c = z["psi_centres"]
+                centres[j, :c.shape[0]] = c
+                mask[j, :c.shape[0]] = z["class_mask"].astype(bool) if "class_mask" in z \
+                    else True
+        return centres, mask
+
+    def class_counts(self):
+        return self._c
+
+    def fingerprint(self):
+        h = hashlib.sha256(os.path.abspath(self.root).encode())
+        for p in self.paths:
+            h.update(os.path.basename(p).encode())
+        return h.hexdigest()[:16]
+
+
+def open_tasks(path: str) -> TaskSource:
+    """Opens either tasks layout (see the module docstring)."""
+    if os.path.isfile(os.path.join(path, "psi_centres.npy")):
+        return ArrayTasks(path)
+    if os.path.isdir(path):
+        return NpzDirTasks(path)
+    raise ValueError(f"--tasks={path}: not a directory with psi_centres.npy or *.npz files")
+
+
+# ----------------------------------------------------------------------------- scoring
+def ranks_from_scores(scores: np.ndarray) -> np.ndarray:
+    """[n, M] scores -> [n, M] ranks (1 = best; ties by zoo order, as Ranking.ranks)."""
+    order = np.argsort(-np.asarray(scores, np.float64), axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :], axis=1)
+    return ranks
+
+
+def _atomic_savez(path: str, **arrays) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _part_path(parts: str, b: int) -> str:
+    return os.path.join(parts, f"part-{b:07d}.npz")
+
+
+def _check_source(ranker: Ranker, source: TaskSource) -> None:
+    if source.psi_dim != ranker.psi_dim:
+        raise ValueError(f"task psi feature width {source.psi_dim} != the checkpoint's psi dim "
+                         f"{ranker.psi_dim}")
+    counts = np.asarray(source.class_counts())
+    if counts.size and counts.max() > ranker.max_classes:
+        i = int(np.argmax(counts))
+        raise ValueError(f"task {source.names()[i]!r} has {int(counts[i])} classes, more than "
+                         f"the {ranker.max_classes} the model was built for (max_classes)")
+    if counts.size and counts.min() < 1:
+        i = int(np.argmin(counts))
+        raise ValueError(f"task {source.names()[i]!r} has no real class")
+
+
+def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int = 512,
+                mesh: jax.sharding.Mesh | None = None, progress: bool = True,
+                keep_parts: bool = False, stop_after: int | None = None) -> str | None:
+    """Scores every task of ``source`` for every PTM and writes ``out`` (see module doc).
+
+    Args:
+      ranker: the trained scorer and zoo.
+      source: the tasks.
+      out: output path (.csv, or .parquet with pyarrow).
+      batch_size: global tasks per step; rounded up to a multiple of the data axis.
+      mesh: device mesh (default :func:`spider_jax.parallel.make_mesh` over all devices).
+      progress: show a tqdm bar (process 0).
+      keep_parts: keep ``OUT.parts`` after merging.
+      stop_after: stop after this many newly scored batches without merging (simulates an
+        interruption; for tests).
+
+    Returns:
+      ``out`` when complete (process 0), else None.
+    """
+    _check_source(ranker, source)
+    mesh = parallel.make_mesh() if mesh is None else mesh
+    shards = parallel.data_size(mesh)
+    gbatch = parallel.round_up(max(1, int(batch_size)), shards)
+    num_batches = -(-source.num_tasks // gbatch)
+    parts = out + ".parts"
+    main = parallel.is_main_process()
+    meta = {"source": source.fingerprint(), "num_tasks": source.num_tasks,
+            "batch_size": gbatch, "models": list(ranker.models),
+            "num_classes": source.num_classes}
+    if main:
+        os.makedirs(parts, exist_ok=True)
+        meta_path = os.path.join(parts, "meta.json")
+        if os.path.exists(meta_path):
+            with open(meta_path, encoding="utf-8") as fh:
+                old = json.load(fh)
+            if old != meta:
+                raise ValueError(f"{parts} holds parts of a different run ({old.get('source')}, "
+                                 f"batch {old.get('batch_size')}); delete it or choose another "
+                                 f"--out")
+        else:
+            with open(meta_path + ".tmp", "w", encoding="utf-8") as fh:
+                json.dump(meta, fh)
+            os.replace(meta_path + ".tmp", meta_path)
+    done = np.array([main and os.path.exists(_part_path(parts, b)) for b in range(num_batches)])
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        done = np.asarray(multihost_utils.broadcast_one_to_all(done))
+
+    fn, params = ranker.batch_scorer()
+    rep = parallel.replicated(mesh)
+    params = jax.device_put(params, rep)
+    step = jax.jit(fn, in_shardings=(rep, parallel.batch_sharding(mesh, 3),
+                                     parallel.batch_sharding(mesh, 2)),
+                   out_shardings=parallel.batch_sharding(mesh, 2))
+    local = parallel.host_slice(gbatch)
+    todo = [b for b in range(num_batches) if not done[b]]
+    if stop_after is not None:
+        todo = todo[:stop_after]
+    bar = None
+    if progress and main:
+        from tqdm import tqdm
+        bar = tqdm(total=num_batches, initial=int(np.sum(done)), unit="batch",
+                   desc=f"scoring {source.num_tasks} tasks")
+    c, dpsi = source.num_classes, source.psi_dim
+    for b in todo:
+        lo = b * gbatch + local.start
+        hi = min(b * gbatch + local.stop, source.num_tasks)
+        centres = np.zeros((local.stop - local.start, c, dpsi), np.float32)
+        mask = np.zeros((local.stop - local.start, c), bool)
+        if hi > lo:
+            centres[:hi - lo], mask[:hi - lo] = source.read(lo, hi)
+            if not np.all(np.isfinite(centres[:hi - lo][mask[:hi - lo]])):
+                raise ValueError(f"tasks {lo}..{hi - 1}: psi class centres contain NaN or Inf")
+        scores = parallel.global_to_host(step(params, *parallel.host_to_global((centres, mask),
+                                                                               mesh)))
+        n_real = min(gbatch, source.num_tasks - b * gbatch)
+        if main:
+            _atomic_savez(_part_path(parts, b), scores=scores[:n_real].astype(np.float32),
+                          start=np.int64(b * gbatch))
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if stop_after is not None and len(todo) < sum(not d for d in done):
+        return None
+    if not main:
+        return None
+    _merge(parts, out, source.names(), list(ranker.models), num_batches)
+    if not keep_parts:
+        shutil.rmtree(parts, ignore_errors=True)
+    return out
+
+
+def _iter_rows(parts, names, models, num_batches):
+    for b in range(num_batches):
+        with np.load(_part_path(parts, b), allow_pickle=False) as z:
+            scores, start = z["scores"], int(z["start"])
+        ranks = ranks_from_scores(scores)
+        order = np.argsort(ranks, axis=1)
+        yield names[start:start + scores.shape[0]], scores, ranks, order
+
+
+def _merge(parts: str, out: str, names: Sequence[str], models: Sequence[str],
+           num_batches: int) -> None:
+    missing = [b for b in range(num_batches) if not os.path.exists(_part_path(parts, b))]
+    if missing:
+        raise ValueError(f"{parts}: batches {missing[:5]} are missing; rerun to finish")
+    d = os.path.dirname(os.path.abspath(out))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+    os.close(fd)
+    try:
+        if out.endswith(".parquet"):
+            _write_parquet(tmp, parts, names, models, num_batches)
+        else:
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                w = csv.writer(fh, lineterminator="\n")
+                w.writerow(["task", "model", "score", "rank"])
+                for tnames, scores, ranks, order in _iter_rows(parts, names, models, num_batches):
+                    for i, t in enumerate(tnames):
+                        w.writerows((t, models[m], f"{scores[i, m]:.7g}", int(ranks[i, m]))
+                                    for m in order[i])
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_parquet(path, parts, names, models, num_batches):
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        raise ValueError("writing .parquet needs pyarrow (pip install pyarrow); "
+                         "use a .csv output instead") from e
+    writer = None
+    models = np.asarray(models, dtype=object)
+    for tnames, scores, ranks, order in _iter_rows(parts, names, models, num_batches):
+        n, m = scores.shape
+        table = pa.table({
+            "task": np.repeat(np.asarray(tnames, dtype=object), m),
+            "model": models[order].reshape(-1),
+            "score": np.take_along_axis(scores, order, axis=1).reshape(-1).astype(np.float32),
+            "rank": np.take_along_axis(ranks, order, axis=1).reshape(-1).astype(np.int32)})
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    if writer is not None:
+        writer.close()
+
+
+def read_scores(path: str, models: Sequence[str] | None = None
+                ) -> tuple[list[str], list[str], np.ndarray]:
+    """Reads a CSV written by :func:`score_tasks` -> (tasks, models, scores [T, M]).
+
+    Columns follow ``models`` (default: sorted names); ValueError on a duplicate row.
+    """
+    with open(path, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    models = list(models) if models is not None else sorted({r["model"] for r in rows})
+    ti = {t: i for i, t in enumerate(tasks)}
+    mi = {m: i for i, m in enumerate(models)}
+    scores = np.full((len(tasks), len(models)), np.nan)
+    for r in rows:
+        if not np.isnan(scores[ti[r["task"]], mi[r["model"]]]):
+            raise ValueError(f"{path}: duplicate row for task {r['task']!r}, model {r['model']!r}")
+        scores[ti[r["task"]], mi[r["model"]]] = float(r["score"])
+    return tasks, models, scores
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: Sequence[str]) -> None:
+    del argv
+    from absl import flags, logging
+    fl = flags.FLAGS
+    parallel.maybe_initialize_distributed()
+    ranker = Ranker.from_workdir(fl.workdir)
+    source = open_tasks(fl.tasks)
+    if parallel.is_main_process():
+        logging.info("scoring %d tasks (C=%d, D_psi=%d) for %d PTMs on %d devices",
+                     source.num_tasks, source.num_classes, source.psi_dim, len(ranker.models),
+                     jax.device_count())
+    written = score_tasks(ranker, source, fl.out, batch_size=fl.batch_size,
+                          keep_parts=fl.keep_parts)
+    if written and parallel.is_main_process():
+        print(f"wrote {source.num_tasks * len(ranker.models)} rows to {written}")
+
+
+def _define_flags() -> None:
+    from absl import flags
+    flags.DEFINE_string("workdir", None, "training workdir (checkpoint + config)")
+    flags.DEFINE_string("tasks", None, "tasks directory (psi_centres.npy layout or *.npz)")
+    flags.DEFINE_string("out", None, "output .csv (or .parquet with pyarrow)")
+    flags.DEFINE_integer("batch_size", 512, "global tasks per step (multiple of devices)")
+    flags.DEFINE_bool("keep_parts", False, "keep OUT.parts after merging")
+    flags.mark_flags_as_required(["workdir", "tasks", "out"])
+
+
+if __name__ == "__main__":
+    from absl import app
+    _define_flags()
+    app.run(main)
