@@ -15,8 +15,11 @@ def _real(x, mask):
     return x if mask is None else x[np.asarray(mask).astype(bool)]
 
 
-def logme_evidence_ref(f, y, max_iters=11, tol=1e-3):
-    """LogME per-example evidence for one target (JMLR fixed point, float64, SVD)."""
+def logme_evidence_ref(f, y, max_iters=11, tol=1e-3, count_null_space=True):
+    """LogME per-example evidence for one target (JMLR fixed point, float64, SVD).
+
+    count_null_space=False reproduces the upstream bug (thuml/LogME issue #23).
+    """
     f = np.asarray(f, np.float64)
     y = np.asarray(y, np.float64)
     n, d = f.shape
@@ -36,7 +39,9 @@ def logme_evidence_ref(f, y, max_iters=11, tol=1e-3):
         if abs(new_lam - lam) / lam <= tol:
             break
     # All D eigenvalues of A = alpha I + beta F^T F: the D - min(N, D) missing ones are alpha.
-    logdet = np.sum(np.log(alpha + beta * s)) + (d - s.size) * np.log(alpha)
+    logdet = np.sum(np.log(alpha + beta * s))
+    if count_null_space:
+        logdet += (d - s.size) * np.log(alpha)
     ev = (d / 2 * np.log(alpha) + n / 2 * np.log(beta) - 0.5 * logdet
           - beta / 2 * res - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi))
     return ev / n

@@ -56,7 +56,7 @@ def _spectral_terms(features, labels, mask, num_classes):
     w = jnp.ones((n,), x.dtype) if mask is None else jnp.asarray(mask).astype(x.dtype)
     n_real = jnp.sum(w)
     mean = jnp.sum(x * w[:, None], axis=0) / n_real
-    x = (x - mean) * w[:, None]
+    x = (x - mean[None, :]) * w[:, None]
     onehot = jax.nn.one_hot(labels, num_classes, dtype=x.dtype) * w[:, None]    # [N, C]
     counts = jnp.sum(onehot, axis=0)
     inv_counts = jnp.where(counts > 0, 1.0 / jnp.where(counts > 0, counts, 1.0), 0.0)

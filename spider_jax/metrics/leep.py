@@ -46,7 +46,7 @@ def _leep_jit(source_probs, labels, mask, *, num_classes):
     onehot = jax.nn.one_hot(labels, num_classes, dtype=probs.dtype) * w[:, None]   # [N, C]
     joint = onehot.T @ probs / n_real                                             # [C, Z]
     marginal = jnp.sum(joint, axis=0)                                             # [Z]
-    cond = joint / jnp.where(marginal > 0, marginal, 1.0)                         # P(y|z)
+    cond = joint / jnp.where(marginal > 0, marginal, 1.0)[None, :]                       # P(y|z)
     eep = jnp.sum(onehot @ cond * probs, axis=1)                                  # [N] (0 if masked)
     real = w > 0
     log_eep = jnp.where(real, jnp.log(jnp.where(real, eep, 1.0)), 0.0)

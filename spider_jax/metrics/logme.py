@@ -21,6 +21,9 @@ and averages L / N over classes.
 
 Implementation (all classes share one spectrum; no per-class decomposition, no SVD):
 
+* Eigenvalues below ``max(N, D) * eps * max(s)`` are set to zero, and ``N - gamma``
+  is evaluated as ``(N - #nonzero) + sum alpha / (alpha + beta s_i)`` so it keeps
+  its precision when gamma approaches N (N < D with separable classes).
 * ``N <= D`` (Gram path): ``F F^T = U diag(s) U^T`` (N x N) and ``p = U^T y``.
   Then ``||F m - y||^2 = sum_i p_i^2 (alpha / (alpha + beta s_i))^2`` and
   ``||m||^2 = sum_i beta^2 s_i p_i^2 / (alpha + beta s_i)^2``: sums of
@@ -72,7 +75,7 @@ def _spectrum(features, targets):
     if n <= d:
         gram = features @ features.T
         s, u = jnp.linalg.eigh(gram)
-        s = jnp.maximum(s, 0.0)
+        s = jnp.where(s > jnp.max(s) * eps * max(n, d), s, 0.0)
         p = u.T @ targets
         return s, p * p, jnp.zeros((targets.shape[1],), dtype)
     cov = features.T @ features
@@ -102,18 +105,25 @@ def _fixed_point(s, q2, r0, n_real, dim):
     n_missing = dim - s.shape[0]                           # zero eigenvalues not in s
     s_ = s[:, None]
 
+    nonzero = s_ > 0
+    # N - gamma = (N - #nonzero) + sum_{s_i > 0} alpha / (alpha + beta s_i): an exact
+    # integer plus positive terms, so it stays accurate when gamma -> N (N < D, F fits y).
+    n_free = jnp.maximum(n_real - jnp.sum(nonzero), 0.0)
+
     def stats(alpha, beta):
-        den = alpha + beta * s_                            # [K, T]
-        gamma = jnp.sum(beta * s_ / den, axis=0)
-        m2 = jnp.sum(beta * beta * s_ * q2 / (den * den), axis=0)
-        res = r0 + jnp.sum(q2 * (alpha / den) ** 2, axis=0)
-        return gamma, m2, res
+        a, b = alpha[None, :], beta[None, :]
+        den = a + b * s_                                   # [K, T]
+        gamma = jnp.sum(b * s_ / den, axis=0)
+        n_minus_gamma = n_free + jnp.sum(jnp.where(nonzero, a / den, 0.0), axis=0)
+        m2 = jnp.sum(b * b * s_ * q2 / (den * den), axis=0)
+        res = r0 + jnp.sum(q2 * (a / den) ** 2, axis=0)
+        return gamma, n_minus_gamma, m2, res
 
     def body(_, state):
         alpha, beta, m2, res, active = state
-        gamma, m2_new, res_new = stats(alpha, beta)
+        gamma, n_minus_gamma, m2_new, res_new = stats(alpha, beta)
         alpha_new = gamma / jnp.maximum(m2_new, tiny)
-        beta_new = (n_real - gamma) / jnp.maximum(res_new, tiny)
+        beta_new = n_minus_gamma / jnp.maximum(res_new, tiny)
         lam, lam_new = alpha / beta, alpha_new / beta_new
         done = jnp.abs(lam_new - lam) / lam <= TOL
         upd = lambda new, old: jnp.where(active, new, old)  # noqa: E731
@@ -123,7 +133,7 @@ def _fixed_point(s, q2, r0, n_real, dim):
     one = jnp.ones((t,), dtype)
     init = (one, one, jnp.zeros((t,), dtype), jnp.zeros((t,), dtype), jnp.ones((t,), bool))
     alpha, beta, m2, res, _ = jax.lax.fori_loop(0, MAX_ITERS, body, init)
-    logdet = jnp.sum(jnp.log(alpha + beta * s_), axis=0) + n_missing * jnp.log(alpha)
+    logdet = jnp.sum(jnp.log(alpha[None, :] + beta[None, :] * s_), axis=0) + n_missing * jnp.log(alpha)
     evidence = (dim / 2.0 * jnp.log(alpha) + n_real / 2.0 * jnp.log(beta)
                 - 0.5 * logdet - beta / 2.0 * res - alpha / 2.0 * m2
                 - n_real / 2.0 * jnp.log(2.0 * jnp.pi))
