@@ -425,11 +425,18 @@ class Ranker:
         self._apply_jit = jax.jit(functools.partial(model.apply, deterministic=True))
 
     @classmethod
-    def from_workdir(cls, workdir: str) -> "Ranker":
-        """Restores the latest checkpoint and its config from a training workdir."""
+    def from_workdir(cls, workdir: str, modality: str | None = None) -> "Ranker":
+        """Restores the latest checkpoint and its config from a training workdir.
+
+        Args:
+          workdir: the training workdir; a run with ``config.modality = "all"`` keeps one
+            scorer per modality in ``workdir/<modality>``.
+          modality: which of those to load ("image" or "text"); optional when the workdir
+            holds a single scorer.
+        """
         from spider_jax import train  # deferred: train pulls optax/orbax
 
-        config, model, params, zoo = train.load_trained(workdir)
+        config, model, params, zoo = train.load_trained(_resolve_workdir(workdir, modality))
         names = _zoo_names(zoo)
         if hasattr(zoo, "dims"):
             check_zoo(names, model.model_dims, names, zoo.dims)
@@ -566,6 +573,22 @@ class Ranker:
         task = Task.from_bank(bank, dataset, split)
         return self.rank(task, k=k,
                          forward=lambda name: np.asarray(bank.features(name, dataset, split)))
+
+
+def _resolve_workdir(workdir: str, modality: str | None) -> str:
+    import os
+
+    if not os.path.isdir(workdir):
+        raise ValueError(f"workdir {workdir!r} does not exist")
+    subs = [m for m in ("image", "text") if os.path.isdir(os.path.join(workdir, m))]
+    if modality is not None and modality in subs:
+        return os.path.join(workdir, modality)
+    if modality is None and len(subs) == 1:
+        return os.path.join(workdir, subs[0])
+    if modality is None and len(subs) > 1:
+        raise ValueError(f"workdir {workdir!r} holds one scorer per modality {subs}: "
+                         f"choose one (modality=...)")
+    return workdir
 
 
 def _zoo_names(zoo: Any) -> list[str]:

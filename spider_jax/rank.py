@@ -1,0 +1,85 @@
+"""Rank a model zoo for one task from the command line (thin absl main over spider_jax.ranker).
+
+A dataset of a feature bank (re-ranking reads the top-k PTMs' features from the bank)::
+
+    python -m spider_jax.rank --workdir=DIR --bank=BANK --dataset=NAME [--k=3] \
+        [--format=table|json|csv]
+
+Your own task, as psi features and labels (``.npy``; labels are any integer class ids),
+optionally with each PTM's features for re-ranking (``PTM_DIR/{model}.npy`` [N, D_m],
+rows in the same order as the labels)::
+
+    python -m spider_jax.rank --workdir=DIR --features=F.npy --labels=L.npy \
+        [--k=3 --ptm_features=PTM_DIR]
+
+Prints the ranking: every PTM with its rank and score (best first).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+from absl import app, flags
+
+from spider_jax import ranker as ranker_lib
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "training workdir (checkpoint + config)")
+_BANK = flags.DEFINE_string("bank", None, "feature bank root (with --dataset)")
+_DATASET = flags.DEFINE_string("dataset", None, "dataset of the bank to rank the zoo for")
+_SPLIT = flags.DEFINE_string("split", "train", "bank split holding the task's labelled examples")
+_FEATURES = flags.DEFINE_string("features", None, "psi features [N, D_psi] (.npy)")
+_LABELS = flags.DEFINE_string("labels", None, "labels [N] (.npy)")
+_PTM_FEATURES = flags.DEFINE_string("ptm_features", None,
+                                    "directory of {model}.npy [N, D_m] for re-ranking (k > 0)")
+_K = flags.DEFINE_integer("k", 0, "re-ranking budget: rescore the top k with their own features")
+_MODALITY = flags.DEFINE_string("modality", None, "scorer to use when the workdir holds one per "
+                                "modality (default: the dataset's, or the only one)")
+_FORMAT = flags.DEFINE_enum("format", "table", ["table", "json", "csv"], "output format")
+
+
+def _load(path: str) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def run(workdir: str, *, bank: str | None = None, dataset: str | None = None,
+        split: str = "train", features: str | None = None, labels: str | None = None,
+        ptm_features: str | None = None, k: int = 0,
+        modality: str | None = None) -> ranker_lib.Ranking:
+    """Loads the scorer and ranks the zoo for the task the arguments name."""
+    if bank and dataset:
+        from spider_jax import bank as bank_lib
+        b = bank_lib.open_bank(bank, validate=False)
+        r = ranker_lib.Ranker.from_workdir(
+            workdir, modality=modality or b.dataset_info(dataset)["modality"])
+        return r.rank_bank_dataset(b, dataset, k=k, split=split)
+    if features and labels:
+        r = ranker_lib.Ranker.from_workdir(workdir, modality=modality)
+        name = os.path.splitext(os.path.basename(features))[0]
+        task = ranker_lib.Task.from_features(np.asarray(_load(features), np.float32),
+                                             np.asarray(_load(labels)), name=name)
+        forward = None
+        if ptm_features:
+            def forward(model: str) -> np.ndarray:
+                path = os.path.join(ptm_features, f"{model}.npy")
+                if not os.path.exists(path):
+                    raise ValueError(f"re-ranking needs {path} (features of {model!r})")
+                return np.asarray(_load(path), np.float32)
+        return r.rank(task, k=k, forward=forward)
+    raise ValueError("give either --bank and --dataset, or --features and --labels")
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    result = run(_WORKDIR.value, bank=_BANK.value, dataset=_DATASET.value, split=_SPLIT.value,
+                 features=_FEATURES.value, labels=_LABELS.value,
+                 ptm_features=_PTM_FEATURES.value, k=_K.value, modality=_MODALITY.value)
+    text = {"table": result.to_table, "json": result.to_json, "csv": result.to_csv}[_FORMAT.value]()
+    print(text.rstrip("\n"))
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("workdir")
+    app.run(main)
