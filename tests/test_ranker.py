@@ -1,0 +1,176 @@
+"""Tests for spider_jax.ranker: fast k=0 path, Algorithm 2 re-ranking, results, bad input."""
+
+import csv
+import io
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from spider_jax import model as model_lib
+from spider_jax import ranker as ranker_lib
+from tests.ranker_fixtures import DIMS, MAX_CLASSES, NAMES, PSI_DIM, make_ranker
+
+
+@pytest.fixture(scope="module")
+def ranker():
+    return make_ranker()
+
+
+def _task(rng, n=40, num_classes=5, psi_dim=PSI_DIM):
+    feats = rng.normal(size=(n, psi_dim)).astype(np.float32)
+    labels = np.arange(n) % num_classes
+    rng.shuffle(labels)
+    return feats, labels
+
+
+@pytest.mark.parametrize("heads,mlp,psi_dim,types", [
+    (1, 0, PSI_DIM, True),      # 'psi' route (fold the task projection)
+    (2, 0, 40, True),           # 'token' route (project to tokens first)
+    (2, 8, PSI_DIM, False),     # MLP block, no type embeddings
+])
+def test_fast_path_equals_model_apply(heads, mlp, psi_dim, types):
+    r = make_ranker(psi_dim=psi_dim, num_heads=heads, mlp_dim=mlp, use_type_embeddings=types)
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(4, 6, psi_dim)).astype(np.float32)
+    mask = np.ones((4, 6), bool)
+    mask[1, 3:] = False
+    mask[3, 1:] = False
+    ref = np.asarray(r.model.apply(r.variables, centres, mask))
+    fast = ranker_lib.prepare_fast(r.variables, r.model)
+    got = np.asarray(jax.jit(ranker_lib.fast_scores)(fast, centres, mask))
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    # Padding classes must not change a score.
+    padded_c = np.concatenate([centres, rng.normal(size=(4, 3, psi_dim)).astype(np.float32)], 1)
+    padded_m = np.concatenate([mask, np.zeros((4, 3), bool)], 1)
+    np.testing.assert_allclose(np.asarray(ranker_lib.fast_scores(fast, padded_c, padded_m)),
+                               ref, rtol=1e-5, atol=1e-5)
+
+
+def test_class_centres_matches_numpy():
+    rng = np.random.default_rng(2)
+    feats = rng.normal(size=(30, 7))
+    labels = rng.integers(0, 4, size=30)
+    mask = np.ones(30, bool)
+    mask[25:] = False
+    centres, cmask = ranker_lib.class_centres(feats.astype(np.float32), labels, mask,
+                                              num_classes=6)
+    for c in range(6):
+        rows = feats[:25][labels[:25] == c]
+        assert bool(cmask[c]) == (len(rows) > 0)
+        want = rows.mean(axis=0) if len(rows) else np.zeros(7)
+        np.testing.assert_allclose(np.asarray(centres[c]), want, rtol=1e-5, atol=1e-6)
+
+
+def test_rank_is_deterministic_and_complete(ranker):
+    feats, labels = _task(np.random.default_rng(3))
+    task = ranker_lib.Task.from_features(feats, labels, name="t")
+    a, b = ranker.rank(task), ranker.rank(task)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.order, b.order)
+    assert sorted(a.ranks.tolist()) == list(range(1, len(NAMES) + 1))
+    assert a.models == NAMES
+    # Scores equal the scorer itself on the psi class centres (k = 0).
+    centres = np.stack([feats[labels == c].mean(0) for c in range(5)])[None]
+    ref = np.asarray(ranker.model.apply(ranker.variables, centres, np.ones((1, 5), bool)))[0]
+    np.testing.assert_allclose(a.scores, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_ties_broken_by_zoo_order():
+    np.testing.assert_array_equal(ranker_lib.order_from_scores(np.array([1.0, 2.0, 2.0, 0.0])),
+                                  [1, 2, 0, 3])
+
+
+def test_label_values_do_not_matter(ranker):
+    feats, labels = _task(np.random.default_rng(4))
+    a = ranker.rank(ranker_lib.Task.from_features(feats, labels))
+    b = ranker.rank(ranker_lib.Task.from_features(feats, labels * 7 + 100))
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+
+
+def test_rerank_changes_only_topk(ranker):
+    rng = np.random.default_rng(5)
+    feats, labels = _task(rng)
+    ptm_feats = {n: rng.normal(size=(len(labels), d)) for n, d in zip(NAMES, DIMS)}
+    calls = []
+
+    def forward(name):
+        calls.append(name)
+        return ptm_feats[name]
+
+    task = ranker_lib.Task.from_features(feats, labels)
+    k = 2
+    res = ranker.rank(task, k=k, forward=forward)
+    coarse = ranker.rank(task)
+    top = coarse.order[:k]
+    assert sorted(calls) == sorted(NAMES[i] for i in top)     # only the top-k run forward
+    np.testing.assert_array_equal(res.coarse_scores, coarse.scores)
+    others = np.setdiff1d(np.arange(len(NAMES)), top)
+    np.testing.assert_array_equal(res.scores[others], coarse.scores[others])
+    assert res.reranked.tolist() == [i in top for i in range(len(NAMES))]
+    # Top-k rescored as in Algorithm 2: independent float64 class centres, the scorer on them.
+    c = 5
+    spec = np.zeros((1, len(NAMES), c, max(DIMS)), np.float32)
+    for i in top:
+        spec[0, i, :, :DIMS[i]] = np.stack([ptm_feats[NAMES[i]][labels == j].mean(0)
+                                            for j in range(c)])
+    smask = np.zeros((1, len(NAMES)), bool)
+    smask[0, top] = True
+    psi = np.stack([feats[labels == j].mean(0) for j in range(c)])[None].astype(np.float32)
+    want = np.asarray(ranker.model.apply(ranker.variables, psi, np.ones((1, c), bool), spec,
+                                         smask))[0]
+    np.testing.assert_allclose(res.scores[top], want[top], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(res.scores[top], coarse.scores[top])
+
+
+def test_ranking_formats(ranker):
+    feats, labels = _task(np.random.default_rng(6))
+    res = ranker.rank(ranker_lib.Task.from_features(feats, labels, name="demo"))
+    rows = json.loads(res.to_json())["ranking"]
+    assert [r["rank"] for r in rows] == list(range(1, len(NAMES) + 1))
+    assert [r["model"] for r in rows] == [NAMES[i] for i in res.order]
+    table = res.to_table()
+    assert all(n in table for n in NAMES) and "demo" in table
+    parsed = list(csv.DictReader(io.StringIO(res.to_csv())))
+    assert len(parsed) == len(NAMES)
+    np.testing.assert_allclose([float(r["score"]) for r in parsed], res.scores[res.order],
+                               rtol=1e-5)
+
+
+def test_bad_inputs(ranker):
+    rng = np.random.default_rng(7)
+    feats, labels = _task(rng, num_classes=MAX_CLASSES + 1)
+    with pytest.raises(ValueError, match="classes, more than"):
+        ranker.rank(ranker_lib.Task.from_features(feats, labels))
+    feats, labels = _task(rng, psi_dim=PSI_DIM + 1)
+    with pytest.raises(ValueError, match="psi feature width"):
+        ranker.rank(ranker_lib.Task.from_features(feats, labels))
+    with pytest.raises(ValueError, match="labels must be"):
+        ranker_lib.Task.from_features(feats, labels[:-1])
+    bad = feats.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        ranker_lib.Task.from_features(bad, labels)
+    feats, labels = _task(rng)
+    task = ranker_lib.Task.from_features(feats, labels)
+    with pytest.raises(ValueError, match="width 3; the checkpoint expects"):
+        ranker.rank(task, k=1, forward=lambda n: rng.normal(size=(len(labels), 3)))
+    with pytest.raises(ValueError, match="needs the task's labels"):
+        ranker.rank(ranker_lib.Task.from_centres(task.psi_centres), k=1, forward=lambda n: None)
+    with pytest.raises(ValueError, match="k=9"):
+        ranker.rank(task, k=9)
+
+
+def test_zoo_and_checkpoint_mismatch(ranker):
+    with pytest.raises(ValueError, match="zoo differs from the checkpoint"):
+        ranker_lib.check_zoo(NAMES, DIMS, NAMES[:-1] + ("other",))
+    with pytest.raises(ValueError, match="different order"):
+        ranker_lib.check_zoo(NAMES, DIMS, NAMES[::-1])
+    with pytest.raises(ValueError, match="feature dims differ"):
+        ranker_lib.check_zoo(NAMES, DIMS, NAMES, (5, 7, 3, 9, 5))
+    other = model_lib.SpiderScorer(model_dims=DIMS, d=8, dropout=0.0, attn_dropout=0.0)
+    with pytest.raises(ValueError, match="another config"):
+        ranker_lib.Ranker(other, ranker.variables, NAMES, max_classes=MAX_CLASSES)
+    with pytest.raises(ValueError, match="model names"):
+        ranker_lib.Ranker(ranker.model, ranker.variables, NAMES[:-1], max_classes=MAX_CLASSES)
