@@ -11,7 +11,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["as_float", "weights", "onehot", "masked_pca"]
+__all__ = ["as_arrays", "as_float", "weights", "onehot", "masked_pca"]
+
+
+def as_arrays(x, labels, mask):
+    """Lists / NumPy inputs as arrays (tracers pass through) so jit sees arrays, not pytrees."""
+    return jnp.asarray(x), jnp.asarray(labels), (None if mask is None else jnp.asarray(mask))
 
 
 def as_float(x):

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from spider_jax.metrics import _validate
-from spider_jax.metrics._extra_common import as_float, masked_pca, onehot, weights
+from spider_jax.metrics._extra_common import as_arrays, as_float, masked_pca, onehot, weights
 
 __all__ = ["gbc"]
 
@@ -74,4 +74,5 @@ def gbc(features, labels, *, num_classes, mask=None, pca_dim=64, var_floor=1e-4)
     """
     _validate.validate_classification(features, labels, num_classes=num_classes, mask=mask)
     pca_dim = _validate.check_static_int(pca_dim, "pca_dim", 1)
+    features, labels, mask = as_arrays(features, labels, mask)
     return _gbc_jit(features, labels, mask, var_floor, num_classes=num_classes, pca_dim=pca_dim)

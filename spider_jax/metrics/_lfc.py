@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from spider_jax.metrics import _validate
-from spider_jax.metrics._extra_common import as_float, onehot, weights
+from spider_jax.metrics._extra_common import as_arrays, as_float, onehot, weights
 
 __all__ = ["lfc"]
 
@@ -70,4 +70,5 @@ def lfc(features, labels, *, num_classes, mask=None):
       than 2 classes or 2 examples raise ValueError.
     """
     _validate.validate_classification(features, labels, num_classes=num_classes, mask=mask)
+    features, labels, mask = as_arrays(features, labels, mask)
     return _lfc_jit(features, labels, mask, num_classes=num_classes)

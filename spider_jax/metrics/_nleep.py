@@ -33,13 +33,13 @@ N-LEEP <= 0; higher = more transferable.
 from __future__ import annotations
 
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from spider_jax.metrics import _validate
-from spider_jax.metrics._extra_common import as_float, masked_pca, onehot, weights
+from spider_jax.metrics._extra_common import as_arrays, as_float, masked_pca, onehot, weights
 
 __all__ = ["nleep", "default_num_components"]
 
@@ -127,7 +127,7 @@ def nleep(features, labels, *, num_classes, mask=None, num_components=None, pca_
       scalar <= 0 (higher = more transferable).
     """
     _validate.validate_classification(features, labels, num_classes=num_classes, mask=mask)
-    n_rows, dim = features.shape
+    n_rows, dim = np.shape(features)
     if num_components is None:
         num_components = default_num_components(n_rows, num_classes)
     num_components = _validate.check_static_int(num_components, "num_components", 1)
@@ -136,6 +136,7 @@ def nleep(features, labels, *, num_classes, mask=None, num_components=None, pca_
     num_iters = _validate.check_static_int(num_iters, "num_iters", 1)
     if not _validate.is_traced(variance_kept) and not 0.0 < float(variance_kept) <= 1.0:
         raise ValueError(f"variance_kept must be in (0, 1], got {variance_kept}")
+    features, labels, mask = as_arrays(features, labels, mask)
     return _nleep_jit(features, labels, mask, variance_kept, reg_covar, num_classes=num_classes,
                       num_components=num_components, pca_max_dim=pca_max_dim,
                       num_iters=num_iters)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from jax.scipy.special import digamma, gammaln
 
 from spider_jax.metrics import _validate
-from spider_jax.metrics._extra_common import as_float, onehot, weights
+from spider_jax.metrics._extra_common import as_arrays, as_float, onehot, weights
 
 __all__ = ["pactran_dirichlet"]
 
@@ -95,5 +95,6 @@ def pactran_dirichlet(source_probs, labels, *, num_classes, mask=None, lam=1.0, 
     num_steps = _validate.check_static_int(num_steps, "num_steps", 1)
     if not _validate.is_traced(lam) and not float(lam) > 0:
         raise ValueError(f"lam must be > 0, got {lam}")
+    source_probs, labels, mask = as_arrays(source_probs, labels, mask)
     return _pactran_jit(source_probs, labels, mask, lam, num_classes=num_classes,
                         num_steps=num_steps)

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from spider_jax.metrics import _validate
-from spider_jax.metrics._extra_common import as_float, onehot, weights
+from spider_jax.metrics._extra_common import as_arrays, as_float, onehot, weights
 
 __all__ = ["sfda"]
 
@@ -127,5 +127,6 @@ def sfda(features, labels, *, num_classes, mask=None, log_likelihood=True):
       transferable.
     """
     _validate.validate_classification(features, labels, num_classes=num_classes, mask=mask)
+    features, labels, mask = as_arrays(features, labels, mask)
     return _sfda_jit(features, labels, mask, num_classes=num_classes,
                      log_likelihood=bool(log_likelihood))

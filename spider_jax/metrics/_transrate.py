@@ -31,18 +31,17 @@ import jax
 import jax.numpy as jnp
 
 from spider_jax.metrics import _validate
-from spider_jax.metrics._extra_common import as_float, onehot, weights
+from spider_jax.metrics._extra_common import as_arrays, as_float, onehot, weights
 
 __all__ = ["transrate"]
 
 
 def _half_logdet(mats, scale):
-    """1/2 logdet(I + scale G) per PSD matrix G in ``mats`` [..., M, M]; ``scale`` [...]."""
-    evals = jnp.linalg.eigvalsh(mats)                                  # [..., M]
-    size = mats.shape[-1]
-    tol = size * jnp.finfo(mats.dtype).eps * jnp.max(evals, axis=-1, keepdims=True)
+    """1/2 logdet(I + scale G) of one PSD matrix G = ``mats`` [M, M]; ``scale`` scalar."""
+    evals = jnp.linalg.eigvalsh(mats)                                  # [M]
+    tol = mats.shape[-1] * jnp.finfo(mats.dtype).eps * jnp.max(evals)
     evals = jnp.where(evals > tol, evals, 0.0)
-    return 0.5 * jnp.sum(jnp.log1p(scale[..., None] * evals), axis=-1)
+    return 0.5 * jnp.sum(jnp.log1p(scale * evals))
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
@@ -58,13 +57,23 @@ def _transrate_jit(features, labels, mask, eps, *, num_classes):
     eps2 = jnp.asarray(eps, x.dtype) ** 2
     if dim <= n_rows:
         total = z.T @ z                                            # [D, D]
-        per_class = jnp.einsum("nc,nd,ne->cde", o, z, z)          # [C, D, D]
+
+        def class_scatter(o_c):                                    # o_c: [N] class indicator
+            zc = z * o_c[:, None]
+            return zc.T @ zc
     else:
-        gram = z @ z.T                                             # [N, N]
-        per_class = gram[None, :, :] * (o.T[:, :, None] * o.T[:, None, :])  # [C, N, N]
-        total = gram
+        total = z @ z.T                                            # [N, N] Gram
+
+        def class_scatter(o_c):
+            return total * (o_c[:, None] * o_c[None, :])
+
+    def class_rate(args):
+        o_c, n_c = args
+        return _half_logdet(class_scatter(o_c), dim / (jnp.maximum(n_c, 1.0) * eps2))
+
     r_all = _half_logdet(total, dim / (n * eps2))
-    r_cls = _half_logdet(per_class, dim / (jnp.maximum(counts, 1.0) * eps2))
+    # lax.map in chunks bounds memory to a few min(N, D)^2 matrices for many classes
+    r_cls = jax.lax.map(class_rate, (o.T, counts), batch_size=min(num_classes, 8))
     return r_all - jnp.sum(counts / n * r_cls)
 
 
@@ -81,9 +90,10 @@ def transrate(features, labels, *, num_classes, mask=None, eps=1e-4):
     Returns:
       scalar (higher = more transferable).
 
-    Memory is C matrices of size min(N, D)^2.
+    Memory: up to 8 class matrices of size min(N, D)^2 at a time.
     """
     _validate.validate_classification(features, labels, num_classes=num_classes, mask=mask)
     if not _validate.is_traced(eps) and not float(eps) > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
+    features, labels, mask = as_arrays(features, labels, mask)
     return _transrate_jit(features, labels, mask, eps, num_classes=num_classes)
