@@ -1,0 +1,385 @@
+"""Model adapters: turn a batch of images or texts into frozen features (and source probs).
+
+Four kinds, each importing its heavy library only when loaded (in the worker):
+
+* :class:`HFTextAdapter` / :class:`HFImageAdapter`: a transformers model from a local
+  directory (text: attention-masked mean of the last hidden state; images: pooled output).
+* :class:`TorchHookAdapter`: any ``torch.nn.Module``; a forward hook on a named submodule
+  gives the features (4-D maps are global-average pooled) and the module's output, if it
+  is a ``[B, C]`` logit vector, gives the source-head probabilities (softmax).
+* :class:`OnnxAdapter`: an ONNX graph; a named intermediate tensor is exposed as an extra
+  graph output (with the ``onnx`` package) and pooled over space or over tokens.
+* :class:`StaticEmbeddingAdapter`: a static embedding table; a text is the (weighted)
+  mean of its tokens' rows. Texts with no known token fall back to their characters,
+  and only then to the zero vector (counted in ``num_empty``).
+* :class:`FunctionAdapter`: wraps a package's own ``texts -> array`` encoder.
+
+Images are passed as uint8 arrays ``[H, W, 3]`` (any size); texts as ``str``. Every
+adapter returns float32 ``[B, dim]`` features and float32 ``[B, C_src]`` probabilities
+or None. Adapters are cheap to construct and picklable; :meth:`Adapter.load` does the
+heavy work once per worker process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+
+def resize_images(images: Sequence[np.ndarray], size: int) -> np.ndarray:
+    """Bilinear resize of uint8 images to ``[B, size, size, 3]`` float32 in [0, 1].
+
+    Args:
+      images: uint8 arrays [H, W] or [H, W, 3].
+      size: output side in pixels.
+    """
+    from PIL import Image
+
+    out = np.empty((len(images), size, size, 3), np.float32)
+    for i, img in enumerate(images):
+        img = np.asarray(img)
+        if img.ndim == 2:
+            img = np.repeat(img[:, :, None], 3, axis=2)
+        pil = Image.fromarray(np.ascontiguousarray(img[:, :, :3]).astype(np.uint8), "RGB")
+        if pil.size != (size, size):
+            pil = pil.resize((size, size), Image.BILINEAR)
+        out[i] = np.asarray(pil, np.float32) / 255.0
+    return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64, returned as float32."""
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def masked_mean(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of ``hidden[B, T, D]`` over tokens where ``mask[B, T]`` is 1."""
+    m = np.asarray(mask, np.float32)[..., None]
+    return (np.asarray(hidden, np.float32) * m).sum(1) / np.maximum(m.sum(1), 1.0)
+
+
+@dataclasses.dataclass
+class Adapter:
+    """Base class. Subclasses implement :meth:`_load` and :meth:`_encode`.
+
+    Attributes:
+      name: model name in the bank.
+      modality: "image" or "text".
+      dim: feature dimension.
+      num_source_classes: size of the source head (0 = none).
+      batch_size: examples per forward pass.
+      description: free text stored in the manifest.
+    """
+
+    name: str
+    modality: str
+    dim: int
+    num_source_classes: int = 0
+    batch_size: int = 32
+    description: str = ""
+
+    def __post_init__(self):
+        self._loaded = False
+
+    def load(self) -> "Adapter":
+        """Loads weights once (idempotent)."""
+        if not self._loaded:
+            self._load()
+            self._loaded = True
+        return self
+
+    def encode(self, batch: Sequence[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Encodes one batch.
+
+        Returns:
+          (features float32 [B, dim], source probabilities float32 [B, C_src] or None).
+        """
+        self.load()
+        feats, probs = self._encode(batch)
+        feats = np.asarray(feats, np.float32).reshape(len(batch), -1)
+        if feats.shape[1] != self.dim:
+            raise ValueError(f"{self.name}: produced dim {feats.shape[1]}, declared {self.dim}")
+        if self.num_source_classes and probs is None:
+            raise ValueError(f"{self.name}: declared a source head but produced no probabilities")
+        return feats, (None if probs is None else np.asarray(probs, np.float32))
+
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def _encode(self, batch):
+        raise NotImplementedError
+
+    def __getstate__(self):
+        # Only the cheap description travels to worker processes; weights load there.
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_") or k == "_loaded"} | {
+            "_loaded": False}
+
+
+# ----------------------------------------------------------------------------- HF
+@dataclasses.dataclass
+class HFTextAdapter(Adapter):
+    """transformers encoder from a local directory; attention-masked mean pooling.
+
+    Attributes:
+      path: directory with config, weights and tokenizer (no hub access).
+      max_length: tokens per text (longer texts are truncated).
+      prefix: prepended to every text (e.g. "passage: " for E5 models).
+    """
+
+    path: str = ""
+    max_length: int = 128
+    prefix: str = ""
+
+    def _load(self):
+        import torch
+        import transformers
+
+        self._torch = torch
+        self._tok = transformers.AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        self._model = transformers.AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+
+    def _encode(self, batch):
+        torch = self._torch
+        enc = self._tok([self.prefix + t for t in batch], padding=True, truncation=True,
+                        max_length=self.max_length, return_tensors="pt")
+        with torch.inference_mode():
+            hidden = self._model(**enc).last_hidden_state
+        return masked_mean(hidden.float().numpy(), enc["attention_mask"].numpy()), None
+
+
+@dataclasses.dataclass
+class HFImageAdapter(Adapter):
+    """transformers vision model from a local directory; ``pooler_output`` features.
+
+    Falls back to the token mean of ``last_hidden_state`` when the model has no pooler.
+    """
+
+    path: str = ""
+
+    def _load(self):
+        import torch
+        import transformers
+
+        self._torch = torch
+        self._proc = transformers.AutoImageProcessor.from_pretrained(self.path, local_files_only=True)
+        self._model = transformers.AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+
+    def _encode(self, batch):
+        torch = self._torch
+        images = [np.repeat(np.asarray(b)[:, :, None], 3, 2) if np.ndim(b) == 2 else np.asarray(b)
+                  for b in batch]
+        inputs = self._proc(images=images, return_tensors="pt")
+        with torch.inference_mode():
+            out = self._model(**inputs)
+        feats = getattr(out, "pooler_output", None)
+        if feats is None:
+            h = out.last_hidden_state
+            feats = h.mean(dim=tuple(range(1, h.ndim - 1))) if h.ndim > 2 else h
+        return feats.reshape(len(batch), -1).float().numpy(), None
+
+
+# ----------------------------------------------------------------------------- torch
+@dataclasses.dataclass
+class TorchHookAdapter(Adapter):
+    """A torch module with a forward hook on a named submodule.
+
+    Attributes:
+      build: picklable callable returning the module (weights loaded, any dtype).
+      layer: dotted submodule name whose output is the feature (4-D: average pooled).
+      image_size: input side; images are bilinearly resized to it.
+      mean, std: per-channel normalisation applied to [0, 1] RGB inputs.
+    """
+
+    build: Callable[[], Any] | None = None
+    layer: str = ""
+    image_size: int = 224
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+
+    def _load(self):
+        import torch
+
+        self._torch = torch
+        self._module = self.build().eval()
+        sub = dict(self._module.named_modules()).get(self.layer)
+        if sub is None:
+            raise ValueError(f"{self.name}: no submodule named {self.layer!r}")
+        self._captured = []
+        sub.register_forward_hook(lambda _m, _i, out: self._captured.append(out))
+
+    def _encode(self, batch):
+        torch = self._torch
+        x = (resize_images(batch, self.image_size) - np.asarray(self.mean, np.float32)) / np.asarray(
+            self.std, np.float32)
+        x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        self._captured.clear()
+        with torch.inference_mode():
+            out = self._module(x)
+        feats = self._captured[-1]
+        if feats.ndim == 4:
+            feats = feats.mean(dim=(2, 3))
+        probs = None
+        if self.num_source_classes:
+            probs = softmax(out.float().numpy())
+        return feats.reshape(len(batch), -1).float().numpy(), probs
+
+
+# ----------------------------------------------------------------------------- ONNX
+def onnx_with_outputs(path: str, tensors: Sequence[str], *, symbolic_hw: bool = False) -> bytes:
+    """Returns the serialized graph at `path` with `tensors` added as graph outputs.
+
+    Args:
+      path: .onnx file.
+      tensors: intermediate tensor names to expose (already-exposed ones are kept).
+      symbolic_hw: make the image input's height and width symbolic.
+    """
+    import onnx
+
+    model = onnx.load(path)
+    names = {o.name for o in model.graph.output}
+    produced = {o for n in model.graph.node for o in n.output}
+    for t in tensors:
+        if t not in produced and t not in names:
+            raise ValueError(f"{path}: graph has no tensor named {t!r}")
+        if t not in names:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+    if symbolic_hw:
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        # NCHW or NHWC: the two spatial axes are the ones not equal to 3 after the batch axis.
+        spatial = [i for i in range(1, len(dims)) if dims[i].dim_value != 3][:2]
+        for i, label in zip(spatial, ("height", "width")):
+            dims[i].ClearField("dim_value")
+            dims[i].dim_param = label
+    return model.SerializeToString()
+
+
+def ort_session(model: bytes | str, threads: int = 1):
+    """An onnxruntime CPU session limited to `threads` threads."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+@dataclasses.dataclass
+class OnnxAdapter(Adapter):
+    """An ONNX graph with a named intermediate tensor as the feature.
+
+    Attributes:
+      path: the .onnx file.
+      tensor: intermediate (or output) tensor name giving the features.
+      prepare: picklable callable(batch) -> (feeds dict, token mask [B, T] or None).
+      pool: "spatial" (mean over all axes but batch and channel, NCHW), "tokens"
+        (masked mean over axis 1), "none" (flatten).
+      logits_tensor: optional output giving source logits (softmax applied).
+      symbolic_hw: make the input height/width symbolic so any side can be fed.
+    """
+
+    path: str = ""
+    tensor: str = ""
+    prepare: Callable[[Sequence[Any]], tuple[dict, np.ndarray | None]] | None = None
+    pool: str = "spatial"
+    logits_tensor: str = ""
+    symbolic_hw: bool = False
+
+    def _load(self):
+        wanted = [self.tensor] + ([self.logits_tensor] if self.logits_tensor else [])
+        self._sess = ort_session(onnx_with_outputs(self.path, wanted, symbolic_hw=self.symbolic_hw))
+        self._inputs = {i.name for i in self._sess.get_inputs()}
+        self._wanted = wanted
+
+    def _encode(self, batch):
+        feeds, mask = self.prepare(batch)
+        feeds = {k: v for k, v in feeds.items() if k in self._inputs}
+        outs = self._sess.run(self._wanted, feeds)
+        feats = np.asarray(outs[0], np.float32)
+        if self.pool == "spatial" and feats.ndim > 2:
+            feats = feats.mean(axis=tuple(range(2, feats.ndim)))
+        elif self.pool == "tokens":
+            feats = masked_mean(feats, mask)
+        probs = softmax(np.asarray(outs[1]).reshape(len(batch), -1)) if self.logits_tensor else None
+        return feats.reshape(len(batch), -1), probs
+
+
+# ----------------------------------------------------------------------------- static
+_WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def word_tokens(text: str) -> list[str]:
+    """Lower-cased words and single punctuation marks (GloVe-style tokenisation)."""
+    return _WORD_RE.findall(text.lower())
+
+
+@dataclasses.dataclass
+class StaticEmbeddingAdapter(Adapter):
+    """A static embedding table; text = (weighted) mean of its tokens' rows.
+
+    Attributes:
+      loader: picklable callable returning a dict with
+        "table" [R, D] (any numeric dtype), "tokenize" (str -> list[int] token ids),
+        and optionally "token_to_row" [V] int (token id -> table row), "token_weight"
+        [V] float, "char_tokenize" (str -> ids, used when a text has no known token).
+      normalize: L2-normalise each text vector.
+    A text whose tokens are all unknown falls back to its characters ("char_tokenize")
+    and otherwise gets the zero vector; ``num_empty`` counts those.
+    """
+
+    loader: Callable[[], dict] | None = None
+    normalize: bool = False
+
+    def _load(self):
+        spec = self.loader()
+        self._table = np.asarray(spec["table"])
+        self._tokenize = spec["tokenize"]
+        self._char_tokenize = spec.get("char_tokenize")
+        self._row = spec.get("token_to_row")
+        self._weight = spec.get("token_weight")
+        self.num_empty = 0
+        self.num_char_fallback = 0
+
+    def _vector(self, ids: list[int]) -> np.ndarray | None:
+        ids = np.asarray([i for i in ids if i is not None and i >= 0], np.int64)
+        if ids.size == 0:
+            return None
+        rows = self._row[ids] if self._row is not None else ids
+        vecs = self._table[rows].astype(np.float32)
+        if self._weight is not None:
+            vecs = vecs * np.asarray(self._weight, np.float32)[ids][:, None]
+        return vecs.mean(0)
+
+    def _encode(self, batch):
+        out = np.zeros((len(batch), self.dim), np.float32)
+        for i, text in enumerate(batch):
+            v = self._vector(self._tokenize(text))
+            if v is None and self._char_tokenize is not None:
+                v = self._vector(self._char_tokenize(text))
+                self.num_char_fallback += v is not None
+            if v is None:
+                self.num_empty += 1
+                continue
+            if self.normalize:
+                v = v / max(float(np.linalg.norm(v)), 1e-12)
+            out[i] = v
+        return out, None
+
+
+@dataclasses.dataclass
+class FunctionAdapter(Adapter):
+    """Wraps a package's own encoder: ``factory()`` returns ``fn(batch) -> [B, dim]``."""
+
+    factory: Callable[[], Callable[[Sequence[Any]], np.ndarray]] | None = None
+
+    def _load(self):
+        self._fn = self.factory()
+
+    def _encode(self, batch):
+        return np.asarray(self._fn(list(batch)), np.float32), None

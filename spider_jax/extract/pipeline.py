@@ -1,0 +1,220 @@
+"""Extraction pipeline: run adapters over sources and write a resumable feature bank.
+
+``build_bank`` declares every model and task in the bank, writes the labels, then runs
+one *unit* per model (all its pending (source, tasks) pairs, so each model loads once)
+on a pool of single-threaded worker processes (one per core), longest units first.
+Items of a source are encoded once, in a fixed order and in batches, and the features of
+each task are the rows of its items. Arrays are written atomically per (model, task)
+after each source, so an interrupted run loses at most one source's work for the units
+in flight and a rerun skips every finished array. Features and psi are stored float16
+(after checking they fit), source-head probabilities float32.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import queue as queue_lib
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from spider_jax import bank as bank_lib
+from spider_jax.extract.adapters import Adapter
+from spider_jax.extract.sources import Source
+
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def _single_thread_env() -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        torch.set_num_interop_threads(1)
+    except (ImportError, RuntimeError):
+        pass
+
+
+def _to_float16(x: np.ndarray, what: str) -> np.ndarray:
+    big = float(np.abs(x).max()) if x.size else 0.0
+    if not np.isfinite(big):
+        raise ValueError(f"{what}: the model produced NaN or Inf")
+    if big > FLOAT16_MAX:
+        raise ValueError(f"{what}: |value| {big:.3g} overflows float16; store float32 instead")
+    return x.astype(np.float16)
+
+
+def _pending_tasks(writer, adapter: Adapter, source: Source, kind: str) -> list[str]:
+    out = []
+    for t in source.tasks:
+        if kind == "psi":
+            done = writer.has_array(bank_lib.psi_path(t.name, "train"))
+        else:
+            done = writer.has_array(bank_lib.features_path(adapter.name, t.name, "train"))
+            if adapter.num_source_classes:
+                done = done and writer.has_array(bank_lib.source_probs_path(adapter.name, t.name, "train"))
+        if not done:
+            out.append(t.name)
+    return out
+
+
+def _run_unit(unit: dict, root: str, progress=None) -> dict:
+    """Encodes one model's pending sources and writes its arrays. Runs in a worker."""
+    _single_thread_env()
+    adapter: Adapter = unit["adapter"]
+    writer = bank_lib.BankWriter(root)  # reads the manifest; only writes arrays
+    start = time.time()
+    adapter.load()
+    written = 0
+    for part in unit["parts"]:
+        items, n = part["items"], len(part["items"])
+        feats, probs = [], []
+        for lo in range(0, n, adapter.batch_size):
+            f, p = adapter.encode(items[lo:lo + adapter.batch_size])
+            feats.append(f)
+            if p is not None:
+                probs.append(p)
+            if progress is not None:
+                progress.put(len(f))
+        feats = np.concatenate(feats) if feats else np.zeros((0, adapter.dim), np.float32)
+        probs = np.concatenate(probs) if probs else None
+        for task_name, rows in part["tasks"]:
+            if unit["kind"] == "psi":
+                writer.write_psi(task_name, "train", _to_float16(feats[rows], f"psi {adapter.name}/{task_name}"))
+            else:
+                if probs is not None:
+                    writer.write_source_probs(adapter.name, task_name, "train", probs[rows].astype(np.float32))
+                writer.write_features(adapter.name, task_name, "train",
+                                      _to_float16(feats[rows], f"{adapter.name}/{task_name}"))
+            written += 1
+    notes = {k: getattr(adapter, k) for k in ("num_empty", "num_char_fallback") if hasattr(adapter, k)}
+    return {"model": adapter.name, "kind": unit["kind"], "arrays": written,
+            "items": sum(len(p["items"]) for p in unit["parts"]), "seconds": time.time() - start,
+            "notes": notes}
+
+
+def _worker_entry(unit, root, progress):
+    try:
+        return _run_unit(unit, root, progress)
+    except BaseException as e:  # report which model failed instead of a bare pool traceback
+        raise RuntimeError(f"extraction of {unit['adapter'].name} failed: {type(e).__name__}: {e}") from None
+
+
+def declare(root: str, models: dict[str, Adapter], psi: dict[str, Adapter],
+            sources: Sequence[Source]) -> bank_lib.BankWriter:
+    """Declares models and tasks and writes labels (checking a resumed bank matches)."""
+    writer = bank_lib.BankWriter(root, psi={m: {"name": a.name, "dim": a.dim} for m, a in psi.items()})
+    for a in models.values():
+        writer.add_model(a.name, dim=a.dim, modality=a.modality,
+                         has_source_head=a.num_source_classes > 0,
+                         num_source_classes=a.num_source_classes, description=a.description)
+    for s in sources:
+        for t in s.tasks:
+            writer.add_dataset(t.name, modality=s.modality, class_names=t.class_names, pool=t.pool,
+                               source=s.source, licence=s.licence, source_dataset=s.name)
+            rel = bank_lib.labels_path(t.name, "train")
+            if writer.has_array(rel):
+                old = np.load(os.path.join(root, rel), allow_pickle=False)
+                if not np.array_equal(old, t.labels):
+                    raise ValueError(f"{root}/{rel}: existing labels differ from this build's "
+                                     "(different data or cap); write to a new --out")
+            else:
+                writer.write_labels(t.name, "train", t.labels)
+    return writer
+
+
+def plan(writer, models: dict[str, Adapter], psi: dict[str, Adapter], sources: Sequence[Source]):
+    """Units of work (one per model) for every array still missing, longest first."""
+    units = []
+    jobs = [(a, "features") for a in models.values()] + [(a, "psi") for a in psi.values()]
+    for adapter, kind in jobs:
+        parts = []
+        for s in sources:
+            if s.modality != adapter.modality:
+                continue
+            pending = _pending_tasks(writer, adapter, s, kind)
+            if not pending:
+                continue
+            needed = s.needed(pending)
+            where = {int(i): k for k, i in enumerate(needed)}
+            items = [s.items[int(i)] for i in needed]
+            tasks = [(t.name, np.asarray([where[int(i)] for i in t.indices], np.int64))
+                     for t in s.tasks if t.name in pending]
+            parts.append({"source": s.name, "items": items, "tasks": tasks})
+        if parts:
+            n = sum(len(p["items"]) for p in parts)
+            units.append({"adapter": adapter, "kind": kind, "parts": parts,
+                          "cost": n * getattr(adapter, "seconds_per_item", 0.01)})
+    units.sort(key=lambda u: -u["cost"])
+    return units
+
+
+def build_bank(root: str, models: dict[str, Adapter], psi: dict[str, Adapter],
+               sources: Sequence[Source], *, workers: int = 2, progress: bool = True,
+               info: dict | None = None) -> dict:
+    """Builds (or resumes) a feature bank.
+
+    Args:
+      root: bank directory.
+      models: ranked models {name: Adapter}.
+      psi: task encoders {modality: Adapter}.
+      sources: dataset sources.
+      workers: worker processes (one single-threaded worker per core); <= 1 runs inline.
+      progress: show a tqdm bar over encoded items.
+      info: extra fields for ``build_info.json`` (e.g. subset, cap).
+    Returns:
+      A summary {"units": [...], "seconds": float, "bytes": int}.
+    """
+    from tqdm import tqdm
+
+    start = time.time()
+    writer = declare(root, models, psi, sources)
+    units = plan(writer, models, psi, sources)
+    total = sum(len(p["items"]) for u in units for p in u["parts"])
+    bar = tqdm(total=total, unit="ex", desc="extract", disable=not progress, file=sys.stderr,
+               dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 10.0)
+    results = []
+    if workers <= 1 or len(units) <= 1:
+        _single_thread_env()
+
+        class _Inline:
+            def put(self, n):
+                bar.update(n)
+
+        for u in units:
+            results.append(_run_unit(u, writer.root, _Inline()))
+            bar.set_postfix_str(f"done {results[-1]['model']}")
+    else:
+        ctx = mp.get_context("spawn")
+        with ctx.Manager() as manager:
+            q = manager.Queue()
+            with ctx.Pool(workers, maxtasksperchild=1) as pool:
+                pending = [pool.apply_async(_worker_entry, (u, writer.root, q)) for u in units]
+                while pending:
+                    try:
+                        bar.update(q.get(timeout=0.5))
+                    except queue_lib.Empty:
+                        pass
+                    for r in [r for r in pending if r.ready()]:
+                        pending.remove(r)
+                        results.append(r.get())  # re-raises a worker's error here
+                        bar.set_postfix_str(f"done {results[-1]['model']}")
+                while not q.empty():
+                    bar.update(q.get())
+    bar.close()
+    writer.close()
+    bank_lib.open_bank(root, validate=True)  # the finished bank must pass validation
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
+    summary = {"units": results, "seconds": time.time() - start, "bytes": size}
+    build_info = {"build_seconds_last_run": summary["seconds"], "bytes": size,
+                  "units_last_run": results, **(info or {})}
+    with open(os.path.join(root, ".build_info.tmp"), "w") as f:
+        json.dump(build_info, f, indent=1)
+    os.replace(os.path.join(root, ".build_info.tmp"), os.path.join(root, "build_info.json"))
+    return summary
