@@ -1,0 +1,125 @@
+"""Ground truth (linear-probe transfer accuracy): folds, the JAX ridge CV against a float64
+NumPy reference written from the formula, padding invariance, and a synthetic bank whose
+answer is known."""
+import numpy as np
+import pytest
+
+from spider_jax import bank, groundtruth
+
+
+def _ridge_cv_reference(x, y, num_classes, folds, alphas):
+    """float64 NumPy ridge classifier CV, solved directly (no eigendecomposition)."""
+    x = np.asarray(x, np.float64)
+    out = np.zeros((folds.max() + 1, len(alphas)))
+    for k in range(folds.max() + 1):
+        tr, te = folds != k, folds == k
+        mu, sd = x[tr].mean(0), x[tr].std(0)
+        sd[sd <= 1e-6] = 1.0
+        z_tr, z_te = (x[tr] - mu) / sd, (x[te] - mu) / sd
+        y_tr = np.eye(num_classes)[y[tr]]
+        ybar = y_tr.mean(0)
+        for a, alpha in enumerate(alphas):
+            w = np.linalg.solve(z_tr.T @ z_tr + alpha * tr.sum() * np.eye(x.shape[1]), z_tr.T @ (y_tr - ybar))
+            pred = (z_te @ w + ybar).argmax(1)
+            out[k, a] = (pred == y[te]).mean()
+    return out
+
+
+def _problem(n, d, c, seed, signal=1.0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % c
+    centres = rng.normal(size=(c, d)) * signal
+    x = centres[y] + rng.normal(size=(n, d))
+    x[:, 0] = 3.0  # a constant column must not break standardisation
+    return x.astype(np.float32), y
+
+
+def test_stratified_folds():
+    y = np.repeat([0, 1, 2], [23, 11, 6])
+    f = groundtruth.stratified_folds(y, 5, seed=0)
+    assert f.min() == 0 and f.max() == 4
+    for c in range(3):
+        counts = np.bincount(f[y == c], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    sizes = np.bincount(f)
+    assert sizes.max() - sizes.min() <= 1
+    np.testing.assert_array_equal(f, groundtruth.stratified_folds(y, 5, seed=0))
+    assert not np.array_equal(f, groundtruth.stratified_folds(y, 5, seed=1))
+
+
+def test_matches_float64_reference_with_padding():
+    alphas = (1e-3, 1e-1, 10.0)
+    pairs = [_problem(60, 7, 3, 0, 0.6), _problem(45, 12, 4, 1, 0.5), _problem(80, 4, 2, 2, 0.4)]
+    acc = groundtruth.linear_probe([(x, y, c) for (x, y), c in zip(pairs, (3, 4, 2))], seeds=(0, 3),
+                                   alphas=alphas, chunk=2)
+    assert acc.shape == (3, 2, 5, 3)
+    for i, ((x, y), c) in enumerate(zip(pairs, (3, 4, 2))):
+        for s, seed in enumerate((0, 3)):
+            ref = _ridge_cv_reference(x, y, c, groundtruth.stratified_folds(y, 5, seed), alphas)
+            # predictions can only differ on a float32 near-tie: allow one test example
+            np.testing.assert_allclose(acc[i, s], ref, atol=1.0 / 12 + 1e-9)
+            assert np.abs(acc[i, s] - ref).mean() < 0.01
+
+
+def test_padding_does_not_change_accuracy():
+    small, big = _problem(40, 5, 2, 4, 0.5), _problem(90, 20, 5, 5)
+    alone = groundtruth.linear_probe([(small[0], small[1], 2)], seeds=(0,), chunk=1)
+    padded = groundtruth.linear_probe([(big[0], big[1], 5), (small[0], small[1], 2)], seeds=(0,), chunk=2)
+    np.testing.assert_allclose(padded[1], alone[0], atol=1e-6)
+
+
+def test_rejects_bad_input():
+    x, y = _problem(20, 3, 2, 0)
+    with pytest.raises(ValueError, match="outside"):
+        groundtruth.linear_probe([(x, y + 1, 2)])
+    with pytest.raises(ValueError, match=">= 5 examples"):
+        groundtruth.linear_probe([(x[:8], y[:8], 2)])
+    x[0, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        groundtruth.linear_probe([(x, y, 2)])
+
+
+def _synthetic_bank(root):
+    """Known answer: 'oracle' encodes the label, 'partial' half of the classes, 'noise' nothing."""
+    rng = np.random.default_rng(0)
+    n, c = 200, 4
+    w = bank.BankWriter(root, psi={"text": {"name": "psi", "dim": 3}})
+    for name, dim in (("noise", 6), ("partial", 6), ("oracle", 6)):
+        w.add_model(name, dim=dim, modality="text")
+    for ds, pool in (("easy", "downstream"), ("hopeless", "downstream")):
+        w.add_dataset(ds, modality="text", class_names=list("abcd"), pool=pool)
+        y = rng.permutation(np.arange(n) % c)
+        w.write_labels(ds, "train", y)
+        onehot = np.eye(c)[y]
+        feats = {
+            "noise": rng.normal(size=(n, 6)),
+            "partial": np.concatenate([onehot[:, :2] * 4 + rng.normal(size=(n, 2)), rng.normal(size=(n, 4))], 1),
+            "oracle": np.concatenate([onehot * 4 + 0.1 * rng.normal(size=(n, c)), rng.normal(size=(n, 2))], 1),
+        }
+        if ds == "hopeless":  # nobody sees the label
+            feats = {k: rng.normal(size=(n, 6)) for k in feats}
+        for m, f in feats.items():
+            w.write_features(m, ds, "train", f)
+        w.write_psi(ds, "train", onehot[:, :3] + 0.1 * rng.normal(size=(n, 3)))
+    w.close()
+    return bank.open_bank(root)
+
+
+def test_synthetic_bank_known_answer(tmp_path):
+    b = _synthetic_bank(str(tmp_path))
+    gt = groundtruth.compute_groundtruth(b, progress=False)
+    e = gt["easy"]
+    assert e["models"] == ["noise", "partial", "oracle"]
+    assert e["mean"][2] == 1.0 and e["std"][2] == 0.0
+    # partial separates classes {0, 1} from each other and from {2, 3}: about 3/4 correct
+    assert 0.6 < e["mean"][1] < 0.85
+    assert e["mean"][0] < 0.4  # chance is 0.25
+    assert e["headline"] and e["spread"] > 3 and e["seed_tau_w"] == pytest.approx(1.0)
+    assert e["mean_seed2"][2] == 1.0
+    assert 0.6 < e["reference"]["psi:psi"] <= 1.0  # psi sees 3 of the 4 classes
+    h = gt["hopeless"]
+    assert not h["headline"] and max(h["mean"]) < 0.45
+    bank.write_groundtruth(str(tmp_path), gt, protocol=groundtruth.protocol_text(5, (0, 1), (1.0,)))
+    back = bank.open_bank(str(tmp_path)).groundtruth("easy")
+    np.testing.assert_allclose(back["mean"], e["mean"])
+    assert back["headline"] is True and "linear-probe" in groundtruth.format_table(gt, b)
