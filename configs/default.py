@@ -64,6 +64,7 @@ def get_config():
     config.train.eval_every = 500
     config.train.checkpoint_every = 500
     config.train.max_to_keep = 2
+    config.train.sleep_per_step = 0.0  # debugging/tests only (kill-and-resume test)
 
     # Held-out downstream evaluation (tau_w against the bank's groundtruth).
     config.eval = ml_collections.ConfigDict()

@@ -92,31 +92,43 @@ def available_methods(zoo: Zoo, methods) -> tuple[str, ...]:
     return tuple(out)
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes", "hscore"))
-def _feature_metrics(features, labels, mask, *, num_classes, hscore):
-    """features [T, G, N, D], labels/mask [T, N] -> (logme [T, G], hscore [T, G])."""
-    hs = metrics.regularized_hscore if hscore == "regularized" else metrics.hscore
+def _per_task_model(fn):
+    """vmap a per-(task, PTM) metric over PTMs (axis 1) and tasks (axis 0)."""
+    return jax.vmap(jax.vmap(fn, in_axes=(0, None, None)), in_axes=(0, 0, 0))
 
-    def one(f, y, m):
-        return (metrics.logme(f, y, num_classes=num_classes, mask=m),
-                hs(f, y, num_classes=num_classes, mask=m))
 
-    per_model = jax.vmap(one, in_axes=(0, None, None))
-    return jax.vmap(per_model, in_axes=(0, 0, 0))(features, labels, mask)
+# One jit per metric: XLA:CPU (jax 0.10.2) deadlocked on the second execution of a single
+# executable holding both LogME and H-Score (reproduced with logme+hscore and
+# logme+regularized_hscore; each alone is fine), so metrics are never fused into one jit.
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def _logme_batched(features, labels, mask, *, num_classes):
+    """features [T, G, N, D], labels/mask [T, N] -> [T, G]."""
+    return _per_task_model(lambda f, y, m: metrics.logme(f, y, num_classes=num_classes, mask=m))(
+        features, labels, mask)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes", "regularized"))
+def _hscore_batched(features, labels, mask, *, num_classes, regularized):
+    hs = metrics.regularized_hscore if regularized else metrics.hscore
+    return _per_task_model(lambda f, y, m: hs(f, y, num_classes=num_classes, mask=m))(
+        features, labels, mask)
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def _leep_batched(probs, labels, mask, *, num_classes):
+    """probs [T, G, N, S], labels/mask [T, N] -> [T, G]."""
+    return _per_task_model(lambda p, y, m: metrics.leep(p, y, num_classes=num_classes, mask=m))(
+        probs, labels, mask)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "num_source_classes"))
-def _source_metrics(probs, labels, mask, *, num_classes, num_source_classes):
-    """probs [T, G, N, S], labels/mask [T, N] -> (leep [T, G], nce [T, G])."""
-
+def _nce_batched(probs, labels, mask, *, num_classes, num_source_classes):
+    """NCE on the argmax source label of each example."""
     def one(p, y, m):
         src = jnp.argmax(p, axis=-1).astype(jnp.int32)
-        return (metrics.leep(p, y, num_classes=num_classes, mask=m),
-                metrics.nce(src, y, num_source_classes=num_source_classes,
-                            num_classes=num_classes, mask=m))
-
-    per_model = jax.vmap(one, in_axes=(0, None, None))
-    return jax.vmap(per_model, in_axes=(0, 0, 0))(probs, labels, mask)
+        return metrics.nce(src, y, num_source_classes=num_source_classes,
+                           num_classes=num_classes, mask=m)
+    return _per_task_model(one)(probs, labels, mask)
 
 
 @jax.jit
@@ -148,21 +160,23 @@ def label_batch(batch: dict, zoo: Zoo, *, num_classes: int, hscore: str,
     for dim in sorted(set(zoo.dims)):
         group = [i for i, d in enumerate(zoo.dims) if d == dim]
         feats = jnp.asarray(np.stack([batch["features"][i] for i in group], axis=1))
-        lm, hs = _feature_metrics(feats, labels, mask, num_classes=num_classes, hscore=hscore)
-        out[:, METHODS.index("logme"), group] = np.asarray(lm)
-        out[:, METHODS.index("hscore"), group] = np.asarray(hs)
+        if "logme" in methods:
+            out[:, METHODS.index("logme"), group] = np.asarray(
+                _logme_batched(feats, labels, mask, num_classes=num_classes))
+        if "hscore" in methods:
+            out[:, METHODS.index("hscore"), group] = np.asarray(_hscore_batched(
+                feats, labels, mask, num_classes=num_classes, regularized=hscore == "regularized"))
     if {"leep", "nce"} & set(methods):
         heads = sorted({s for s, h in zip(zoo.num_source_classes, zoo.has_source_head) if h})
         for s in heads:
             group = [i for i in range(m) if zoo.has_source_head[i] and zoo.num_source_classes[i] == s]
             probs = jnp.asarray(np.stack([batch["source_probs"][i] for i in group], axis=1))
-            le, nc = _source_metrics(probs, labels, mask, num_classes=num_classes,
-                                     num_source_classes=s)
-            out[:, METHODS.index("leep"), group] = np.asarray(le)
-            out[:, METHODS.index("nce"), group] = np.asarray(nc)
-    for name in METHODS:
-        if name not in methods:
-            out[:, METHODS.index(name)] = np.nan
+            if "leep" in methods:
+                out[:, METHODS.index("leep"), group] = np.asarray(
+                    _leep_batched(probs, labels, mask, num_classes=num_classes))
+            if "nce" in methods:
+                out[:, METHODS.index("nce"), group] = np.asarray(_nce_batched(
+                    probs, labels, mask, num_classes=num_classes, num_source_classes=s))
     used = [METHODS.index(a) for a in available_methods(zoo, methods)]
     agg = np.asarray(_copeland(jnp.asarray(out[:, used])), np.float32)
     return out, agg

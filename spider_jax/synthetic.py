@@ -41,8 +41,8 @@ def _truth_and_arrays(*, num_models, num_datasets, classes_per_dataset, examples
     rng = np.random.default_rng(seed)
     skills = rng.gamma(0.6, 1.0, size=(num_models, num_domains))
     skills /= skills.sum(axis=1, keepdims=True)
-    # Mild overall-quality spread so the ranking is not purely domain driven.
-    quality = rng.uniform(0.0, 0.3, size=num_models)
+    # An overall-quality spread (as in real zoos) on top of the domain interaction.
+    quality = rng.uniform(0.0, 1.0, size=num_models)
     proj = [rng.normal(size=(latent_dim, d)) / np.sqrt(latent_dim) for d in dims]
     heads = [rng.normal(size=(d, num_source_classes)) / np.sqrt(d) for d in dims]
     psi_proj = rng.normal(size=(num_domains + latent_dim, psi_dim)) / np.sqrt(latent_dim)

@@ -1,0 +1,380 @@
+"""Training the Model Spider scorer: ``python -m spider_jax.train --config=C --workdir=W``.
+
+``train_and_evaluate(config, workdir)`` owns all I/O and returns its summaries:
+
+1. opens the bank (or builds the synthetic one of ``config.synthetic`` in W/bank);
+2. per modality (``config.modality``; "all" trains one scorer per modality in
+   W/<modality>): labels the training tasks (``spider_jax.label``, cached, resumable)
+   and the held-out downstream datasets;
+3. trains with optax Adam(W) (warm-up + cosine decay), Eq. 4 loss, and per batch
+   ``k ~ U{0..K}`` PTMs per task receiving PTM-specific tokens (appendix A.6);
+4. checkpoints with orbax (state + config + zoo), resuming from W automatically; the
+   data position is a pure function of the step (task order = permutation of epoch,
+   k and PTM choice = rng of the step, dropout = rng folded with the step), so a killed
+   and resumed run ends with exactly the same parameters;
+5. logs loss, grad norm, lr and held-out tau_w to TensorBoard (W/tb) and stdout;
+6. prints tau_w per downstream dataset: Model Spider (k = 0, k = 3), RankAgg and every
+   single metric computed on the downstream task's own features.
+
+``load_trained(workdir, modality=None) -> (config, model, params, zoo)`` restores a run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import app, flags, logging
+from tqdm import tqdm
+
+from spider_jax import bank as bank_lib
+from spider_jax import evaluation, label, losses, synthetic
+from spider_jax.model import SpiderScorer, make_scorer
+from spider_jax.sampler import Zoo
+
+__all__ = ["train_and_evaluate", "load_trained", "make_optimizer", "make_train_step",
+           "score_tasks", "rerank_scores"]
+
+
+# ----------------------------------------------------------------------------- pure parts
+def make_optimizer(config, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """Adam(W) with linear warm-up then cosine decay from ``lr`` to ``end_lr``."""
+    o = config.optim
+    warmup = int(round(o.warmup_fraction * total_steps))
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=o.lr, warmup_steps=warmup,
+        decay_steps=max(total_steps, warmup + 1), end_value=o.end_lr)
+    opt = (optax.adamw(schedule, weight_decay=o.weight_decay) if o.weight_decay > 0
+           else optax.adam(schedule))
+    if o.grad_clip > 0:
+        opt = optax.chain(optax.clip_by_global_norm(o.grad_clip), opt)
+    return opt, schedule
+
+
+def make_train_step(model: SpiderScorer, tx: optax.GradientTransformation, loss_name: str):
+    """A pure ``train_step(state, batch, base_rng) -> (state, metrics)`` (jitted, donating)."""
+
+    def loss_fn(params, batch, rng):
+        scores = model.apply({"params": params}, batch["psi_centres"], batch["class_mask"],
+                             batch["specific_centres"], batch["specific_mask"],
+                             deterministic=False, rngs={"dropout": rng})
+        return losses.ranking_loss(loss_name, scores, batch["targets"], batch["model_mask"])
+
+    def train_step(state, batch, base_rng):
+        rng = jax.random.fold_in(base_rng, state["step"])
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"], batch, rng)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        new = {"step": state["step"] + 1, "params": params, "opt_state": opt_state}
+        return new, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+
+    return jax.jit(train_step, donate_argnums=(0,))
+
+
+@functools.partial(jax.jit, static_argnames=("model",))
+def _score(model, params, psi_centres, class_mask, specific_centres, specific_mask):
+    return model.apply({"params": params}, psi_centres, class_mask, specific_centres,
+                       specific_mask, deterministic=True)
+
+
+def score_tasks(model, params, psi_centres, class_mask, specific_centres=None,
+                specific_mask=None) -> np.ndarray:
+    """[B, M] scores (k = 0 when ``specific_centres`` is None)."""
+    return np.asarray(_score(model, params, jnp.asarray(psi_centres), jnp.asarray(class_mask),
+                             None if specific_centres is None else
+                             jnp.asarray(specific_centres, jnp.float32),
+                             None if specific_mask is None else jnp.asarray(specific_mask)))
+
+
+def rerank_scores(model, params, tasks: dict, k: int) -> np.ndarray:
+    """Algorithm 2: k = 0 scores, then the top-k PTMs re-scored with their specific tokens."""
+    base = score_tasks(model, params, tasks["psi_centres"], tasks["class_mask"])
+    if k <= 0:
+        return base
+    top = np.argsort(-base, axis=1, kind="stable")[:, :k]
+    mask = np.zeros(base.shape, bool)
+    np.put_along_axis(mask, top, True, axis=1)
+    spec = score_tasks(model, params, tasks["psi_centres"], tasks["class_mask"],
+                       tasks["specific_centres"], mask)
+    return np.where(mask, spec, base)
+
+
+# ----------------------------------------------------------------------------- data
+def steps_per_epoch(num_tasks: int, batch_size: int) -> int:
+    if num_tasks < batch_size:
+        raise ValueError(f"{num_tasks} training tasks < batch size {batch_size}")
+    return num_tasks // batch_size
+
+
+def make_batch(labels: dict, step: int, config, num_models: int) -> dict:
+    """The batch of ``step``: a pure function of (config seeds, step)."""
+    b, k_max = config.train.batch_size, config.train.max_specific
+    t = labels["rank_labels"].shape[0]
+    spe = steps_per_epoch(t, b)
+    epoch, pos = divmod(int(step), spe)
+    order = np.random.default_rng([config.seed, 101, epoch]).permutation(t)
+    idx = np.sort(order[pos * b:(pos + 1) * b])
+    rng = np.random.default_rng([config.seed, 202, int(step)])
+    k = int(rng.integers(0, min(k_max, num_models) + 1))
+    spec_mask = np.zeros((b, num_models), bool)
+    for i in range(b):
+        spec_mask[i, rng.choice(num_models, k, replace=False)] = True
+    return {"psi_centres": labels["psi_centres"][idx],
+            "class_mask": labels["class_mask"][idx],
+            "specific_centres": labels["specific_centres"][idx].astype(np.float32),
+            "specific_mask": spec_mask,
+            "targets": labels["rank_labels"][idx].astype(np.float32),
+            "model_mask": np.ones((b, num_models), bool)}
+
+
+# ----------------------------------------------------------------------------- evaluation
+def evaluate(model, params, downstream: dict, zoo: Zoo, ks=(0, 3)) -> dict:
+    """tau_w per downstream dataset for the scorer (each k), RankAgg and single metrics.
+
+    The reference is the bank's groundtruth where present, else the RankAgg labels of
+    that task (then the RankAgg column is 1 by construction).
+    """
+    names = downstream["datasets"]
+    truth = np.where(np.isnan(downstream["truth"]).any(1, keepdims=True),
+                     downstream["rank_labels"], downstream["truth"])
+    cols: dict[str, list[float]] = {}
+    for k in ks:
+        pred = rerank_scores(model, params, downstream, min(int(k), zoo.num_models))
+        cols[f"spider_k{k}"] = [evaluation.weighted_tau(truth[i], pred[i]) for i in range(len(names))]
+    cols["rankagg"] = [evaluation.weighted_tau(truth[i], downstream["rank_labels"][i])
+                       for i in range(len(names))]
+    for a, name in enumerate(label.METHODS):
+        s = downstream["metric_scores"][:, a]
+        if not np.isnan(s).any():
+            cols[name] = [evaluation.weighted_tau(truth[i], s[i]) for i in range(len(names))]
+    return {"datasets": list(names), "columns": cols,
+            "truth_source": ["groundtruth" if not np.isnan(downstream["truth"][i]).any()
+                             else "rankagg" for i in range(len(names))]}
+
+
+def format_table(result: dict, title: str) -> str:
+    """A plain-text tau_w table (rows: datasets + mean; columns: methods)."""
+    cols = result["columns"]
+    singles = [c for c in cols if c in label.METHODS]
+    best = max(singles, key=lambda c: np.mean(cols[c])) if singles else None
+    names = list(cols)
+    width = max([len(d) for d in result["datasets"]] + [8])
+    head = f"{'dataset':<{width}} " + " ".join(f"{n + ('*' if n == best else ''):>10}" for n in names)
+    lines = [title, head, "-" * len(head)]
+    for i, ds in enumerate(result["datasets"]):
+        lines.append(f"{ds:<{width}} " + " ".join(f"{cols[n][i]:>10.3f}" for n in names))
+    lines.append(f"{'mean':<{width}} " + " ".join(f"{np.mean(cols[n]):>10.3f}" for n in names))
+    if best:
+        lines.append(f"* best single metric by mean tau_w: {best}; reference: "
+                     + ", ".join(sorted(set(result["truth_source"]))))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=config.train.max_to_keep, create=True,
+                                           enable_async_checkpointing=False)
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
+                                 options=options)
+
+
+def _init_state(model, tx, zoo: Zoo, c_max: int, seed: int) -> dict:
+    psi = jnp.zeros((1, c_max, zoo.psi_dim), jnp.float32)
+    cm = jnp.ones((1, c_max), bool)
+    spec = jnp.zeros((1, zoo.num_models, c_max, zoo.max_dim), jnp.float32)
+    sm = jnp.ones((1, zoo.num_models), bool)
+    params = model.init(jax.random.PRNGKey(seed), psi, cm, spec, sm)["params"]
+    return {"step": jnp.asarray(0, jnp.int32), "params": params, "opt_state": tx.init(params)}
+
+
+def _write_json(path: str, obj) -> None:
+    with open(path + ".tmp", "w") as fh:
+        json.dump(obj, fh, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def load_trained(workdir: str, modality: str | None = None):
+    """Restores a trained run: ``(config, model, params, zoo)``.
+
+    Args:
+      workdir: the ``--workdir`` of the run, or its per-modality sub-directory.
+      modality: which sub-run when ``workdir`` holds several (W/image, W/text); may be
+        omitted when there is exactly one.
+    """
+    if not os.path.exists(os.path.join(workdir, "zoo.json")):
+        subs = [m for m in bank_lib.MODALITIES if os.path.exists(os.path.join(workdir, m, "zoo.json"))]
+        if modality is None:
+            if len(subs) != 1:
+                raise ValueError(f"{workdir} holds runs {subs}: pass modality=")
+            modality = subs[0]
+        if modality not in subs:
+            raise ValueError(f"{workdir} has no trained {modality!r} run (found {subs})")
+        workdir = os.path.join(workdir, modality)
+    with open(os.path.join(workdir, "config.json")) as fh:
+        config = ml_collections.ConfigDict(json.load(fh))
+    with open(os.path.join(workdir, "zoo.json")) as fh:
+        meta = json.load(fh)
+    zoo = Zoo.from_json(meta["zoo"])
+    model = make_scorer(config, zoo.dims)
+    tx, _ = make_optimizer(config, 10)
+    abstract = jax.eval_shape(lambda: _init_state(model, tx, zoo, meta["num_classes"], 0))
+    mngr = _checkpoint_manager(workdir, config)
+    step = mngr.latest_step()
+    if step is None:
+        raise ValueError(f"no checkpoint under {workdir}/checkpoints")
+    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    mngr.close()
+    return config, model, state["state"]["params"], zoo
+
+
+# ----------------------------------------------------------------------------- main loop
+def _open_bank(config, workdir: str):
+    if config.bank_dir:
+        if not os.path.exists(os.path.join(config.bank_dir, "manifest.json")):
+            raise FileNotFoundError(
+                f"no feature bank at {config.bank_dir}. Build the wheel-zoo bank with\n"
+                f"  python -m spider_jax.extract --zoo=wheel --out={config.bank_dir} && "
+                f"python -m spider_jax.groundtruth --bank={config.bank_dir}")
+        return bank_lib.open_bank(config.bank_dir)
+    if config.synthetic.get("enabled", False):
+        kwargs = {k: v for k, v in config.synthetic.items() if k != "enabled"}
+        return bank_lib.open_bank(synthetic.make_bank(os.path.join(workdir, "bank"), **kwargs))
+    raise ValueError("set --config.bank_dir (or enable config.synthetic)")
+
+
+def train_one(config, workdir: str, bank, modality: str) -> dict:
+    """Labels, trains and evaluates the scorer of one modality in ``workdir``."""
+    os.makedirs(workdir, exist_ok=True)
+    cache = label.cache_dir_for(config, workdir, "") if config.label.cache_dir else \
+        os.path.join(workdir, "labels")
+    cache = os.path.join(cache, modality) if config.label.cache_dir else cache
+    labels = label.label_tasks(bank, config, modality=modality, cache_dir=cache)
+    downstream = label.label_downstream(bank, config, modality=modality, cache_dir=cache)
+    _, zoo = label.zoo_for(bank, modality)
+    model = make_scorer(config, zoo.dims)
+    t, b = labels["rank_labels"].shape[0], config.train.batch_size
+    total = config.train.num_steps or config.train.num_epochs * steps_per_epoch(t, b)
+    tx, schedule = make_optimizer(config, total)
+    c_max = labels["class_mask"].shape[1]
+    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    _write_json(os.path.join(workdir, "zoo.json"), {"zoo": zoo.to_json(), "num_classes": c_max,
+                                                   "label_meta": labels["meta"]})
+    state = _init_state(model, tx, zoo, c_max, config.seed)
+    mngr = _checkpoint_manager(workdir, config)
+    if mngr.latest_step() is not None:
+        restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(jax.eval_shape(lambda: state))))
+        state = restored["state"]
+        logging.info("resumed %s from step %d", workdir, int(state["step"]))
+    start = int(state["step"])
+    train_step = make_train_step(model, tx, config.train.loss)
+    base_rng = jax.random.PRNGKey(config.seed + 1)
+    writer = _summary_writer(workdir)
+    history, evals = [], []
+    ks = tuple(int(k) for k in config.eval.rerank_k)
+    try:
+        bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {modality}")
+        for step in bar:
+            batch = make_batch(labels, step, config, zoo.num_models)
+            state, m = train_step(state, batch, base_rng)
+            if config.train.sleep_per_step:
+                time.sleep(config.train.sleep_per_step)
+            loss = float(m["loss"])
+            if not np.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss} at step {step} (lr {float(schedule(step)):.3g}); "
+                    f"no checkpoint was written for it. Lower --config.optim.lr or set "
+                    f"--config.optim.grad_clip and resume from {workdir}")
+            done = step + 1
+            if done % config.train.log_every == 0 or done == total:
+                row = {"step": done, "loss": loss, "grad_norm": float(m["grad_norm"]),
+                       "lr": float(schedule(step))}
+                history.append(row)
+                bar.set_postfix(loss=f"{loss:.4f}")
+                _log(writer, done, {f"train/{k}": v for k, v in row.items() if k != "step"})
+            if downstream and (done % config.train.eval_every == 0 or done == total):
+                res = evaluate(model, state["params"], downstream, zoo, ks)
+                evals.append({"step": done, **{k: float(np.mean(v)) for k, v in res["columns"].items()}})
+                _log(writer, done, {f"eval/tau_w_{k}": float(np.mean(v))
+                                    for k, v in res["columns"].items()})
+            if done % config.train.checkpoint_every == 0 or done == total:
+                mngr.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+    finally:
+        mngr.wait_until_finished()
+        mngr.close()
+        if writer is not None:
+            writer.close()
+    summary = {"modality": modality, "steps": total, "history": history, "evals": evals,
+               "hscore": labels["meta"]["hscore"],
+               "copeland_methods": labels["meta"]["copeland_methods"]}
+    if downstream:
+        res = evaluate(model, state["params"], downstream, zoo, ks)
+        summary["final"] = res
+        summary["table"] = format_table(
+            res, f"tau_w per downstream dataset ({modality} zoo, {zoo.num_models} PTMs)")
+    summary["params"] = state["params"]
+    return summary
+
+
+def _summary_writer(workdir: str):
+    if jax.process_index() != 0:
+        return None
+    from tensorboardX import SummaryWriter
+    return SummaryWriter(os.path.join(workdir, "tb"))
+
+
+def _log(writer, step: int, scalars: dict) -> None:
+    if jax.process_index() == 0:
+        tqdm.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in scalars.items()))
+    if writer is not None:
+        for k, v in scalars.items():
+            writer.add_scalar(k, v, step)
+        writer.flush()
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+    """Trains one scorer per modality of ``config`` in ``workdir``; returns the summaries.
+
+    Returns:
+      {modality: summary} with "history" (loss, grad_norm, lr per log step), "evals"
+      (mean tau_w per eval step), "final" (per-dataset tau_w table data), "table"
+      (printable), "params" (final parameters), "hscore" and "copeland_methods".
+    """
+    os.makedirs(workdir, exist_ok=True)
+    bank = _open_bank(config, workdir)
+    mods = label.modalities_for(config, bank)
+    split = config.modality in ("", "all")
+    return {m: train_one(config, os.path.join(workdir, m) if split else workdir, bank, m)
+            for m in mods}
+
+
+# ----------------------------------------------------------------------------- CLI
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)    # orbax logs every save at INFO
+    t0 = time.time()
+    summaries = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    for mod, s in summaries.items():
+        if "table" in s:
+            print(s["table"])
+        print(f"[{mod}] labels: H-Score variant {s['hscore']}, Copeland over "
+              f"{s['copeland_methods']}; {s['steps']} steps")
+    print(f"done in {time.time() - t0:.1f}s; workdir {flags.FLAGS.workdir}")
+
+
+if __name__ == "__main__":
+    from ml_collections import config_flags
+    config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Run directory (checkpoints, labels, logs); resumed.")
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)
