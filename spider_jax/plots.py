@@ -162,6 +162,8 @@ def draw_spider_charts(models: Sequence[str], clusters: Sequence[str], values: n
     fig = plt.figure(figsize=(3.2 * cols, 3.2 * rows + 0.6))
     for i, name in enumerate(models):
         ax = fig.add_subplot(rows, cols, i + 1, projection="polar")
+        ax.set_theta_offset(np.pi / 2)      # first cluster at the top, clockwise
+        ax.set_theta_direction(-1)
         v = np.concatenate([values[i], values[i, :1]])
         ax.plot(closed, v, color="tab:red", linewidth=1.5)
         ax.fill(closed, v, color="tab:red", alpha=0.25)

@@ -1,0 +1,199 @@
+"""Ranking throughput of a trained-size scorer at k = 0 (SPEC "Numbers to reach").
+
+Setting: a 42-PTM zoo, d = 1024, psi dim 1024, one attention layer and head (the paper's
+scorer, random parameters: speed does not depend on their values), tasks given as psi
+class centres.  Single-threaded XLA (``--xla_cpu_multi_thread_eigen=false``; process CPU time / wall
+time is printed to show it), one process.  Reports, for 10- and 100-class tasks:
+
+* tasks/s of the k = 0 fast path (:func:`spider_jax.ranker.fast_scores`, PTM-independent
+  work once per task) and of plain ``model.apply`` (same jit, same batch) as a ratio;
+* FLOPs per task (analytic, and XLA's cost analysis) and the achieved fraction of a
+  single-thread f32 matmul peak measured in the same run;
+* peak memory: ``resource.getrusage`` max RSS and the compiled memory analysis;
+* the paper's Table 8 figure (52 s to rank the 42-PTM zoo at k = 0, their GPU).
+
+Then batch scoring through :func:`spider_jax.score.score_tasks`'s sharded step with 8
+forced host devices vs 1 device, each in its own subprocess (different ``XLA_FLAGS``),
+printed as a throughput ratio.
+
+Run::
+
+    flock /tmp/heavy.lock /work/venv/bin/python benchmarks/score_speed.py [--quick]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# One compute thread. (A bare "intra_op_parallelism_threads=1" token is not an XLA flag: in
+# XLA_FLAGS it stops the flags after it from applying, measured here as 2 busy threads.)
+_ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
+if "--child" not in sys.argv:
+    os.environ["XLA_FLAGS"] = _ONE_THREAD
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_v] = "1"
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from spider_jax import model as model_lib  # noqa: E402
+from spider_jax import parallel  # noqa: E402
+from spider_jax import ranker as ranker_lib  # noqa: E402
+
+M, D, PSI = 42, 1024, 1024
+PAPER_K0_SECONDS = 52.36   # Table 8, Model Spider w/o PTM-specific features, 42-PTM zoo
+
+
+_CPU = {"cpu": 0.0, "wall": 0.0}
+
+
+def _best_time(fn, reps: int) -> float:
+    """Best wall time of reps calls (after a warm-up); accumulates CPU/wall use."""
+    fn()  # warm up / compile
+    times = []
+    for _ in range(reps):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        _CPU["cpu"] += time.process_time() - c0
+        _CPU["wall"] += times[-1]
+    return min(times)
+
+
+def matmul_peak(n: int = 1024, reps: int = 10) -> float:
+    """Single-thread f32 GFLOP/s of an n x n x n jitted matmul (best of reps)."""
+    a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    t = _best_time(lambda: f(a, a).block_until_ready(), reps)
+    return 2 * n ** 3 / t / 1e9
+
+
+def build(seed: int = 0):
+    dims = tuple([1024, 2048, 768, 1280, 512, 1536] * 7)
+    model = model_lib.SpiderScorer(model_dims=dims, d=D, dropout=0.0, attn_dropout=0.0)
+    variables = model.init(jax.random.PRNGKey(seed), np.zeros((1, 2, PSI), np.float32),
+                           np.ones((1, 2), bool))      # k = 0: no PTM-specific projections
+    names = [f"ptm{i:02d}" for i in range(M)]
+    return ranker_lib.Ranker(model, variables, names, max_classes=100)
+
+
+def bench_k0(ranker, num_classes: int, batch: int, reps: int, peak: float) -> dict:
+    rng = np.random.default_rng(num_classes)
+    centres = jnp.asarray(rng.normal(size=(batch, num_classes, PSI)), jnp.float32)
+    mask = jnp.ones((batch, num_classes), bool)
+    fn, params = ranker.batch_scorer()
+    fast = jax.jit(fn)
+    compiled = fast.lower(params, centres, mask).compile()
+    t_fast = _best_time(lambda: fast(params, centres, mask).block_until_ready(), reps)
+    apply = jax.jit(lambda v, c, m: ranker.model.apply(v, c, m))
+    small = max(8, batch // 8)  # model.apply is slower: time a smaller batch
+    t_apply = _best_time(lambda: apply(ranker.variables, centres[:small],
+                                       mask[:small]).block_until_ready(), max(2, reps // 3))
+    ref = np.asarray(apply(ranker.variables, centres[:small], mask[:small]))
+    got = np.asarray(fast(params, centres, mask))[:small]
+    flops = ranker_lib.fast_flops_per_task(params, num_classes)
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    mem = compiled.memory_analysis()
+    tps = batch / t_fast
+    return {
+        "num_classes": num_classes, "batch": batch,
+        "tasks_per_s": tps, "apply_tasks_per_s": small / t_apply,
+        "speedup_vs_apply": tps / (small / t_apply),
+        "max_abs_diff_vs_apply": float(np.abs(got - ref).max()),
+        "flops_per_task": flops,
+        "xla_flops_per_task": float(cost.get("flops", float("nan"))) / batch if cost else None,
+        "gflops": flops * tps / 1e9, "fraction_of_peak": flops * tps / 1e9 / peak,
+        "compiled_temp_mb": mem.temp_size_in_bytes / 2 ** 20 if mem else None,
+        "compiled_args_mb": mem.argument_size_in_bytes / 2 ** 20 if mem else None,
+        "compiled_out_mb": mem.output_size_in_bytes / 2 ** 20 if mem else None,
+        "seconds_42zoo_per_task": 1.0 / tps,
+    }
+
+
+def child(devices: int, batch: int, num_batches: int, num_classes: int) -> None:
+    """Scoring throughput with the sharded step of spider_jax.score on all local devices."""
+    assert jax.device_count() == devices, (jax.device_count(), devices)
+    ranker = build()
+    mesh = parallel.make_mesh()
+    fn, params = ranker.batch_scorer()
+    rep = parallel.replicated(mesh)
+    params = jax.device_put(params, rep)
+    step = jax.jit(fn, in_shardings=(rep, parallel.batch_sharding(mesh, 3),
+                                     parallel.batch_sharding(mesh, 2)),
+                   out_shardings=parallel.batch_sharding(mesh, 2))
+    rng = np.random.default_rng(0)
+    host = rng.normal(size=(batch, num_classes, PSI)).astype(np.float32)
+    mask = np.ones((batch, num_classes), bool)
+
+    def run():
+        for _ in range(num_batches):
+            parallel.global_to_host(step(params, *parallel.host_to_global((host, mask), mesh)))
+
+    t = _best_time(run, 3)
+    print(json.dumps({"devices": devices, "tasks_per_s": batch * num_batches / t}))
+
+
+def run_child(devices: int, args) -> dict:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"{_ONE_THREAD} --xla_force_host_platform_device_count={devices}"
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--devices={devices}",
+           f"--batch={args.shard_batch}", f"--num_batches={args.num_batches}"]
+    out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--child", action="store_true")
+    p.add_argument("--devices", type=int, default=1)
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--shard_batch", type=int, default=256)
+    p.add_argument("--num_batches", type=int, default=8)
+    args = p.parse_args()
+    if args.child:
+        child(args.devices, args.batch, args.num_batches, 10)
+        return
+    reps = 3 if args.quick else 10
+    print(f"jax {jax.__version__}, {jax.device_count()} device(s), XLA_FLAGS={os.environ['XLA_FLAGS']}")
+    peak = matmul_peak(reps=reps)
+    print(f"single-thread f32 matmul peak (1024^3): {peak:.1f} GFLOP/s")
+    ranker = build()
+    results = []
+    for c, batch in ((10, args.batch), (100, max(16, args.batch // 8))):
+        r = bench_k0(ranker, c, batch, reps, peak)
+        results.append(r)
+        print(f"k=0, {M} PTMs, d={D}, psi={PSI}, C={c:3d}, batch {batch}: "
+              f"{r['tasks_per_s']:9.0f} tasks/s (model.apply {r['apply_tasks_per_s']:.0f} "
+              f"tasks/s, fast path x{r['speedup_vs_apply']:.1f}, max |diff| "
+              f"{r['max_abs_diff_vs_apply']:.1e}); {r['flops_per_task'] / 1e6:.1f} MFLOP/task "
+              f"(XLA {r['xla_flops_per_task'] / 1e6:.1f}), {r['gflops']:.1f} GFLOP/s = "
+              f"{100 * r['fraction_of_peak']:.0f}% of peak; compiled temp "
+              f"{r['compiled_temp_mb']:.1f} MB, args {r['compiled_args_mb']:.1f} MB; "
+              f"{r['seconds_42zoo_per_task'] * 1e3:.2f} ms per task vs the paper's "
+              f"{PAPER_K0_SECONDS} s (Table 8, incl. their psi extraction)")
+    print(f"process CPU time / wall time while timing: {_CPU['cpu'] / _CPU['wall']:.2f} "
+          f"(1.0 = one busy thread; less = other load on the machine)")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process (getrusage maxrss): {rss:.0f} MB")
+    one = run_child(1, args)
+    eight = run_child(8, args)
+    ratio = eight["tasks_per_s"] / one["tasks_per_s"]
+    print(f"sharded scoring step (C=10, global batch {args.shard_batch}): 1 device "
+          f"{one['tasks_per_s']:.0f} tasks/s, 8 forced host devices {eight['tasks_per_s']:.0f} "
+          f"tasks/s, ratio 8/1 = {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
