@@ -51,22 +51,25 @@ def gbc(x, y, pca_dim=64, var_floor=1e-4):
     return float(score)
 
 
-def _rate(z, n, eps):
+def _rate(z, n, eps, release):
     d = z.shape[1]
-    sign, logdet = np.linalg.slogdet(np.eye(d) + d / (n * eps ** 2) * z.T @ z)
+    scale = 1 / (n * eps) if release else d / (n * eps ** 2)
+    sign, logdet = np.linalg.slogdet(np.eye(d) + scale * z.T @ z)
     assert sign > 0
     return 0.5 * logdet
 
 
-def transrate(x, y, eps=1e-4):
-    """R(Z) - sum_c n_c/n R(Z_c), Z centred globally."""
+def transrate(x, y, eps=1e-4, release=False):
+    """Paper: R(Z) - sum_c n_c/n R(Z_c); release: 1/(n eps) scale, mean over classes."""
     z = np.asarray(x, np.float64)
     z = z - z.mean(0)
     n = len(z)
-    r = _rate(z, n, eps)
-    for c in np.unique(y):
+    classes = np.unique(y)
+    r = _rate(z, n, eps, release)
+    for c in classes:
         zc = z[y == c]
-        r -= len(zc) / n * _rate(zc, len(zc), eps)
+        weight = 1 / len(classes) if release else len(zc) / n
+        r -= weight * _rate(zc, len(zc), eps, release)
     return float(r)
 
 

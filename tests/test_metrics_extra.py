@@ -35,6 +35,9 @@ METRICS = {
     "nleep": (metrics.nleep, lambda t: ref.nleep(t["x"], t["y"], t["c"]), "x", _nleep._nleep_jit),
     "transrate": (metrics.transrate, lambda t: ref.transrate(t["x"], t["y"]), "x",
                   _transrate._transrate_jit),
+    "transrate_release": (functools.partial(metrics.transrate, variant="release"),
+                          lambda t: ref.transrate(t["x"], t["y"], release=True), "x",
+                          _transrate._transrate_jit),
     "gbc": (metrics.gbc, lambda t: ref.gbc(t["x"], t["y"]), "x", _gbc._gbc_jit),
     "lfc": (metrics.lfc, lambda t: ref.lfc(t["x"], t["y"]), "x", _lfc._lfc_jit),
     "pactran_dirichlet": (metrics.pactran_dirichlet,
@@ -47,8 +50,8 @@ METRICS = {
 }
 
 
-# sfda_prob differs from sfda only by a static flag: checked against the reference only
-INVARIANCE = [name for name in METRICS if name != "sfda_prob"]
+# sfda_prob / transrate_release differ from sfda / transrate only by a static flag: checked against the reference only
+INVARIANCE = [name for name in METRICS if name not in ("sfda_prob", "transrate_release")]
 
 
 def _inputs(task, kind, dtype):
@@ -182,6 +185,8 @@ def test_bad_hyper_parameters():
     x, p, y = task["x"], task["p"], task["y"]
     with pytest.raises(ValueError, match="eps"):
         metrics.transrate(x, y, num_classes=3, eps=0.0)
+    with pytest.raises(ValueError, match="variant"):
+        metrics.transrate(x, y, num_classes=3, variant="code")
     with pytest.raises(ValueError, match="lam"):
         metrics.pactran_dirichlet(p, y, num_classes=3, lam=-1.0)
     with pytest.raises(ValueError, match="non-negative"):

@@ -10,8 +10,11 @@ Mutual information between features and labels estimated by the coding rate
 ``Z_c`` are the rows of class c (centred with the *global* mean, as in the paper's
 code), ``n_c`` their number, and the class weights ``n_c / n`` follow the
 rate-reduction definition of R(Z|Y) (Yu et al. 2020). The authors' released code
-instead uses ``1 / (n eps)`` in place of ``d / (n eps^2)`` and a uniform 1/C
-class average; pass ``eps`` accordingly if you need that scale.
+instead uses ``1 / (n eps)`` in place of ``d / (n eps^2)`` and a uniform average
+over the classes; ``variant="release"`` computes that form (the average is over
+the classes present). With the paper form and eps = 1e-4 the scale ~1e8 d/n makes
+the score count ranks (each nonzero eigenvalue adds ~ log(1e8 d/n) / 2) whenever
+a class has fewer examples than dimensions; the release form is much milder.
 
 Numerics: ``logdet(I + a G) = sum_j log1p(a mu_j)`` over the eigenvalues ``mu_j``
 of the PSD matrix ``G`` (the [d, d] scatter or the [n, n] Gram, whichever is
@@ -44,8 +47,8 @@ def _half_logdet(mats, scale):
     return 0.5 * jnp.sum(jnp.log1p(scale * evals))
 
 
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _transrate_jit(features, labels, mask, eps, *, num_classes):
+@functools.partial(jax.jit, static_argnames=("num_classes", "variant"))
+def _transrate_jit(features, labels, mask, eps, *, num_classes, variant):
     x = as_float(features)
     n_rows, dim = x.shape
     w = weights(mask, n_rows, x.dtype)
@@ -54,7 +57,13 @@ def _transrate_jit(features, labels, mask, eps, *, num_classes):
     counts = jnp.sum(o, axis=0)                                    # [C]
     mean = (w @ x) / n
     z = (x - mean[None, :]) * w[:, None]
-    eps2 = jnp.asarray(eps, x.dtype) ** 2
+    eps = jnp.asarray(eps, x.dtype)
+    if variant == "paper":
+        def scale(count):                                          # d / (n eps^2)
+            return dim / (count * eps * eps)
+    else:
+        def scale(count):                                          # 1 / (n eps), release code
+            return 1.0 / (count * eps)
     if dim <= n_rows:
         total = z.T @ z                                            # [D, D]
 
@@ -69,15 +78,19 @@ def _transrate_jit(features, labels, mask, eps, *, num_classes):
 
     def class_rate(args):
         o_c, n_c = args
-        return _half_logdet(class_scatter(o_c), dim / (jnp.maximum(n_c, 1.0) * eps2))
+        return _half_logdet(class_scatter(o_c), scale(jnp.maximum(n_c, 1.0)))
 
-    r_all = _half_logdet(total, dim / (n * eps2))
+    r_all = _half_logdet(total, scale(n))
     # lax.map in chunks bounds memory to a few min(N, D)^2 matrices for many classes
     r_cls = jax.lax.map(class_rate, (o.T, counts), batch_size=min(num_classes, 8))
-    return r_all - jnp.sum(counts / n * r_cls)
+    if variant == "paper":
+        class_weight = counts / n
+    else:
+        class_weight = (counts > 0) / jnp.sum(counts > 0)
+    return r_all - jnp.sum(class_weight * r_cls)
 
 
-def transrate(features, labels, *, num_classes, mask=None, eps=1e-4):
+def transrate(features, labels, *, num_classes, mask=None, eps=1e-4, variant="paper"):
     """TransRate (Huang et al. 2022); formula and numerics in the module docstring.
 
     Args:
@@ -86,6 +99,9 @@ def transrate(features, labels, *, num_classes, mask=None, eps=1e-4):
       num_classes: static number of target classes C.
       mask: optional [N] 0/1, 1 = real example.
       eps: distortion of the coding rate (not static; 1e-4 as in the paper).
+      variant: static; "paper" (default): ``d / (n eps^2)`` and class weights
+        ``n_c / n``; "release": the authors' code, ``1 / (n eps)`` and a uniform
+        average over the classes present.
 
     Returns:
       scalar (higher = more transferable).
@@ -95,5 +111,7 @@ def transrate(features, labels, *, num_classes, mask=None, eps=1e-4):
     _validate.validate_classification(features, labels, num_classes=num_classes, mask=mask)
     if not _validate.is_traced(eps) and not float(eps) > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
+    if variant not in ("paper", "release"):
+        raise ValueError(f'variant must be "paper" or "release", got {variant!r}')
     features, labels, mask = as_arrays(features, labels, mask)
-    return _transrate_jit(features, labels, mask, eps, num_classes=num_classes)
+    return _transrate_jit(features, labels, mask, eps, num_classes=num_classes, variant=variant)
