@@ -112,7 +112,8 @@ class _RegLDA:
         if self.shrinkage is None:
             self.shrinkage = max(np.exp(-5 * np.linalg.eigvalsh(sw)[-1]), 1e-10)
         lam = self.shrinkage
-        st = (1 - lam) * np.cov(x.T, bias=True) + lam * np.trace(np.cov(x.T, bias=True)) / d * np.eye(d)
+        cov = np.cov(x.T, bias=True)
+        st = (1 - lam) * cov + lam * np.trace(cov) / d * np.eye(d)
         sw_s = (1 - lam) * sw + lam * np.trace(sw) / d * np.eye(d)
         evals, evecs = scipy.linalg.eigh(st - sw_s, sw_s)
         evecs = evecs[:, np.argsort(evals)[::-1]]
@@ -159,10 +160,11 @@ def nleep(x, y, num_classes, variance_kept=0.8, num_iters=100, reg_covar=1e-6):
     for _ in range(num_iters):
         nk = resp.sum(0) + 10 * np.finfo(np.float64).eps
         mu = resp.T @ z / nk[:, None]
-        sig = np.stack([(resp[:, j:j + 1] * (z - mu[j]) ** 2).sum(0) / nk[j] for j in range(k)]) + reg
-        log_joint = np.log(nk / n)[None, :] - 0.5 * np.stack(
-            [np.sum(np.log(2 * np.pi * sig[j]) + (z - mu[j]) ** 2 / sig[j], axis=1) for j in range(k)],
-            axis=1)
+        sig = np.stack([(resp[:, j:j + 1] * (z - mu[j]) ** 2).sum(0) / nk[j]
+                        for j in range(k)]) + reg
+        log_density = [np.sum(np.log(2 * np.pi * sig[j]) + (z - mu[j]) ** 2 / sig[j], axis=1)
+                       for j in range(k)]
+        log_joint = np.log(nk / n)[None, :] - 0.5 * np.stack(log_density, axis=1)
         resp = np.exp(log_joint - scipy.special.logsumexp(log_joint, axis=1, keepdims=True))
     classes = np.unique(y)
     joint = np.stack([resp[y == c].sum(0) for c in classes]) / n          # [Cp, K]

@@ -50,7 +50,8 @@ METRICS = {
 }
 
 
-# sfda_prob / transrate_release differ from sfda / transrate only by a static flag: checked against the reference only
+# sfda_prob / transrate_release differ from sfda / transrate only by a static flag:
+# they are checked against the reference only
 INVARIANCE = [name for name in METRICS if name not in ("sfda_prob", "transrate_release")]
 
 

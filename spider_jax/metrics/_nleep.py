@@ -21,7 +21,8 @@ Steps (static shapes; data-dependent sizes are masks over a static maximum):
    examples are sorted by their first principal-component score and split into
    K equal-count strata, which give the initial hard responsibilities. This
    makes the score a function of the data alone, invariant to the order of the
-   examples and exactly reproducible by a NumPy reference.
+   examples and exactly reproducible by a NumPy reference (hence no ``seed``
+   argument: a seeded random init would break permutation invariance).
 3. LEEP on the posteriors ``q_i(z) = p(z | x_i)``::
 
        P(y, z) = 1/n sum_i q_i(z) 1[y_i = y],   P(y | z) = P(y, z) / P(z)
@@ -102,7 +103,8 @@ def _nleep_jit(features, labels, mask, variance_kept, reg_covar, *, num_classes,
     marg = jnp.sum(joint, axis=0)                                  # [K]
     cond = joint / jnp.where(marg > 0, marg, 1.0)[None, :]        # P(y | z)
     eep = jnp.sum((resp @ cond.T) * o, axis=1)                     # [N]
-    log_eep = jnp.where(w > 0, jnp.log(jnp.where(w > 0, jnp.maximum(eep, jnp.finfo(x.dtype).tiny), 1.0)), 0.0)
+    eep = jnp.where(w > 0, jnp.maximum(eep, jnp.finfo(x.dtype).tiny), 1.0)
+    log_eep = jnp.where(w > 0, jnp.log(eep), 0.0)
     return jnp.sum(log_eep) / n
 
 
