@@ -254,10 +254,17 @@ def main(argv: Sequence[str]) -> None:
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)
     fl = flags.FLAGS
-    for path in make_plots(fl.workdir, fl.bank, fl.out_dir, k=fl.k, clusters_path=fl.clusters,
-                           tasks_per_dataset=fl.tasks_per_dataset, modality=fl.modality,
-                           split=fl.split, seed=fl.seed):
+    try:
+        written = make_plots(fl.workdir, fl.bank, fl.out_dir, k=fl.k, clusters_path=fl.clusters,
+                             tasks_per_dataset=fl.tasks_per_dataset, modality=fl.modality,
+                             split=fl.split, seed=fl.seed)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    for path in written:
         print(f"wrote {path}")
 
 

@@ -21,7 +21,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from spider_jax import ranker as ranker_lib
 
@@ -73,9 +73,13 @@ def run(workdir: str, *, bank: str | None = None, dataset: str | None = None,
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    result = run(_WORKDIR.value, bank=_BANK.value, dataset=_DATASET.value, split=_SPLIT.value,
-                 features=_FEATURES.value, labels=_LABELS.value,
-                 ptm_features=_PTM_FEATURES.value, k=_K.value, modality=_MODALITY.value)
+    logging.set_verbosity(logging.WARNING)   # keep the terminal for the ranking
+    try:
+        result = run(_WORKDIR.value, bank=_BANK.value, dataset=_DATASET.value, split=_SPLIT.value,
+                     features=_FEATURES.value, labels=_LABELS.value,
+                     ptm_features=_PTM_FEATURES.value, k=_K.value, modality=_MODALITY.value)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     text = {"table": result.to_table, "json": result.to_json, "csv": result.to_csv}[_FORMAT.value]()
     print(text.rstrip("\n"))
 

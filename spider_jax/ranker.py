@@ -35,6 +35,7 @@ import dataclasses
 import functools
 import io
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -436,7 +437,9 @@ class Ranker:
         """
         from spider_jax import train  # deferred: train pulls optax/orbax
 
-        config, model, params, zoo = train.load_trained(_resolve_workdir(workdir, modality))
+        if not os.path.isdir(workdir):
+            raise ValueError(f"workdir {workdir!r} does not exist")
+        config, model, params, zoo = train.load_trained(workdir, modality=modality)
         names = _zoo_names(zoo)
         if hasattr(zoo, "dims"):
             check_zoo(names, model.model_dims, names, zoo.dims)
@@ -573,22 +576,6 @@ class Ranker:
         task = Task.from_bank(bank, dataset, split)
         return self.rank(task, k=k,
                          forward=lambda name: np.asarray(bank.features(name, dataset, split)))
-
-
-def _resolve_workdir(workdir: str, modality: str | None) -> str:
-    import os
-
-    if not os.path.isdir(workdir):
-        raise ValueError(f"workdir {workdir!r} does not exist")
-    subs = [m for m in ("image", "text") if os.path.isdir(os.path.join(workdir, m))]
-    if modality is not None and modality in subs:
-        return os.path.join(workdir, modality)
-    if modality is None and len(subs) == 1:
-        return os.path.join(workdir, subs[0])
-    if modality is None and len(subs) > 1:
-        raise ValueError(f"workdir {workdir!r} holds one scorer per modality {subs}: "
-                         f"choose one (modality=...)")
-    return workdir
 
 
 def _zoo_names(zoo: Any) -> list[str]:

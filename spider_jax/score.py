@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -418,12 +419,17 @@ def main(argv: Sequence[str]) -> None:
     from absl import flags, logging
     fl = flags.FLAGS
     parallel.maybe_initialize_distributed()
-    ranker = Ranker.from_workdir(fl.workdir)
-    source = open_tasks(fl.tasks)
+    logging.set_verbosity(logging.WARNING)
+    try:
+        ranker = Ranker.from_workdir(fl.workdir, modality=fl.modality)
+        source = open_tasks(fl.tasks)
+        _check_source(ranker, source)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
     if parallel.is_main_process():
-        logging.info("scoring %d tasks (C=%d, D_psi=%d) for %d PTMs on %d devices",
+        print("scoring %d tasks (C=%d, D_psi=%d) for %d PTMs on %d devices" % (
                      source.num_tasks, source.num_classes, source.psi_dim, len(ranker.models),
-                     jax.device_count())
+                     jax.device_count()), file=sys.stderr)
     written = score_tasks(ranker, source, fl.out, batch_size=fl.batch_size,
                           keep_parts=fl.keep_parts)
     if written and parallel.is_main_process():
@@ -436,6 +442,7 @@ def _define_flags() -> None:
     flags.DEFINE_string("tasks", None, "tasks directory (psi_centres.npy layout or *.npz)")
     flags.DEFINE_string("out", None, "output .csv (or .parquet with pyarrow)")
     flags.DEFINE_integer("batch_size", 512, "global tasks per step (multiple of devices)")
+    flags.DEFINE_string("modality", None, "scorer to use when the workdir holds one per modality")
     flags.DEFINE_bool("keep_parts", False, "keep OUT.parts after merging")
     flags.mark_flags_as_required(["workdir", "tasks", "out"])
 

@@ -70,3 +70,13 @@ def test_spider_charts_png(bank_and_ranker, tmp_path):
     _check_png(path)
     with pytest.raises(ValueError, match="values shape"):
         plots.draw_spider_charts(bank.models, ["a"], values, str(tmp_path / "x.png"))
+
+
+def test_bank_zoo_must_match_checkpoint(bank_and_ranker):
+    bank, _ = bank_and_ranker
+    other = make_ranker(dims=(5, 6, 4, 7), names=("a", "b", "c", "d"), psi_dim=10, max_classes=6)
+    with pytest.raises(ValueError, match="zoo differs from the checkpoint"):
+        other.rank_bank_dataset(bank, bank.datasets[0])
+    wrong_dims = make_ranker(dims=(5, 6, 4, 8), names=bank.models, psi_dim=10, max_classes=6)
+    with pytest.raises(ValueError, match="feature dims differ"):
+        wrong_dims.rank_bank_dataset(bank, bank.datasets[0])
