@@ -60,6 +60,19 @@ def test_feature_metrics_n_less_than_d(name):
     np.testing.assert_allclose(float(fn(f, y, num_classes=C)), rf(f, y, C), rtol=1e-4)
 
 
+@pytest.mark.parametrize("n,d,offset", [(400, 48, 20.0), (56, 64, 10.0)])
+def test_uncentred_relu_features_float32(n, d, offset):
+    # Non-negative features with a large common mean: the top eigenvalue of F^T F
+    # dwarfs the bulk, and a loose zero-eigenvalue threshold (max(N, D) * eps * max)
+    # dropped real eigenvalues: LogME was off by 4e-2 / 3.5e-3 here (2.6% at
+    # N=5000, D=2048 in benchmarks/metrics_speed.py).
+    f, y = _task(40, n, d)
+    f = np.maximum(f + offset, 0.0).astype(np.float32)
+    for name, (fn, rf) in FEATURE_METRICS.items():
+        np.testing.assert_allclose(float(fn(f, y, num_classes=C)), rf(f, y, C), rtol=1e-4,
+                                   err_msg=name)
+
+
 def test_logme_n_less_than_d_counts_missing_zero_eigenvalues():
     # thuml/LogME issue #23: dropping the D - N zero eigenvalues of F^T F changes the score.
     f, y = _task(2, 12, 30)

@@ -25,9 +25,10 @@
 
 Implementation: one eigendecomposition, of ``X X^T`` (N x N) when N <= D or of
 ``X^T X`` (D x D) otherwise; both scores are sums over its spectrum. In the
-pseudo-inverse, eigenvalues below ``max(N, D) * eps * max eigenvalue`` count as
-zero. Padding: masked rows are zeroed after centring on the real mean and N is
-the number of real examples. Classes absent from the task contribute zero.
+pseudo-inverse, eigenvalues below ``eps * max eigenvalue`` count as zero in the
+N x N path (noise directions carry no weight there) and below
+``sqrt(max(N, D)) * eps * max eigenvalue`` in the D x D path. Padding: masked rows
+are zeroed after centring on the real mean and N is the number of real examples. Classes absent from the task contribute zero.
 """
 
 from __future__ import annotations
@@ -64,15 +65,19 @@ def _spectral_terms(features, labels, mask, num_classes):
     if n <= d:
         l, u = jnp.linalg.eigh(x @ x.T)
         l = jnp.maximum(l, 0.0)
-        kept = l > jnp.max(l) * eps * max(n, d)
-        proj2 = (u.T @ onehot) ** 2                                               # [K, C]
+        kept = l > jnp.max(l) * eps
+        # Centred indicators are orthogonal to the null direction 1_real that centring
+        # creates (and zero on padding), so noise eigenvalues kept by the small
+        # threshold above contribute ~0; the column space of X is unchanged.
+        centred = onehot - w[:, None] * (counts / n_real)[None, :]
+        proj2 = (u.T @ centred) ** 2                                              # [K, C]
         e = proj2 @ inv_counts                                                    # [K]
         t = jnp.where(kept, e, 0.0)
         bq = l * e
     else:
         l, v = jnp.linalg.eigh(x.T @ x)
         l = jnp.maximum(l, 0.0)
-        kept = l > jnp.max(l) * eps * max(n, d)
+        kept = l > jnp.max(l) * eps * max(n, d) ** 0.5
         b = v.T @ (x.T @ onehot)                                                  # [K, C]
         bq = (b * b) @ inv_counts
         t = jnp.where(kept, bq / jnp.where(kept, l, 1.0), 0.0)

@@ -43,23 +43,25 @@ def _leep_jit(source_probs, labels, mask, *, num_classes):
         probs = probs.astype(jnp.float32)
     w = _weights(mask, probs.shape[0], probs.dtype)
     n_real = jnp.sum(w)
-    onehot = jax.nn.one_hot(labels, num_classes, dtype=probs.dtype) * w[:, None]   # [N, C]
-    joint = onehot.T @ probs / n_real                                             # [C, Z]
-    marginal = jnp.sum(joint, axis=0)                                             # [Z]
-    cond = joint / jnp.where(marginal > 0, marginal, 1.0)[None, :]                       # P(y|z)
-    eep = jnp.sum(onehot @ cond * probs, axis=1)                                  # [N] (0 if masked)
     real = w > 0
+    # Segment sums / gathers (N Z work) instead of one-hot matmuls (N Z C work).
+    cls = jnp.where(real, labels, 0)                                              # padding -> 0
+    joint = jax.ops.segment_sum(probs * w[:, None], cls, num_segments=num_classes) / n_real
+    marginal = jnp.sum(joint, axis=0)                                             # [Z]
+    cond = joint / jnp.where(marginal > 0, marginal, 1.0)[None, :]                # P(y|z)
+    eep = jnp.sum(jnp.take(cond, cls, axis=0) * probs, axis=1)                    # [N]
     log_eep = jnp.where(real, jnp.log(jnp.where(real, eep, 1.0)), 0.0)
     return jnp.sum(w * log_eep) / n_real
 
 
 @functools.partial(jax.jit, static_argnames=("num_source_classes", "num_classes"))
 def _nce_jit(source_labels, labels, mask, *, num_source_classes, num_classes):
-    w = _weights(mask, labels.shape[0], jnp.float32 if not jax.config.jax_enable_x64
-                 else jnp.float64)
-    y = jax.nn.one_hot(labels, num_classes, dtype=w.dtype) * w[:, None]
-    z = jax.nn.one_hot(source_labels, num_source_classes, dtype=w.dtype)
-    joint = y.T @ z / jnp.sum(w)                                                  # [C, Z]
+    w = _weights(mask, labels.shape[0], jnp.float64 if jax.config.jax_enable_x64
+                 else jnp.float32)
+    real = w > 0
+    cell = jnp.where(real, labels * num_source_classes + source_labels, 0)
+    joint = jax.ops.segment_sum(w, cell, num_segments=num_classes * num_source_classes)
+    joint = joint.reshape(num_classes, num_source_classes) / jnp.sum(w)          # [C, Z]
     marginal = jnp.sum(joint, axis=0, keepdims=True)
     ok = joint > 0
     ratio = jnp.where(ok, joint / jnp.where(ok, marginal, 1.0), 1.0)

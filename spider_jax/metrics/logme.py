@@ -21,7 +21,8 @@ and averages L / N over classes.
 
 Implementation (all classes share one spectrum; no per-class decomposition, no SVD):
 
-* Eigenvalues below ``max(N, D) * eps * max(s)`` are set to zero, and ``N - gamma``
+* Eigenvalues below ``eps * max(s)`` (Gram path) or ``sqrt(max(N, D)) * eps * max(s)``
+  (covariance path, where the pseudo-inverse needs them dropped) are set to zero, and ``N - gamma``
   is evaluated as ``(N - #nonzero) + sum alpha / (alpha + beta s_i)`` so it keeps
   its precision when gamma approaches N (N < D with separable classes).
 * ``N <= D`` (Gram path): ``F F^T = U diag(s) U^T`` (N x N) and ``p = U^T y``.
@@ -75,12 +76,16 @@ def _spectrum(features, targets):
     if n <= d:
         gram = features @ features.T
         s, u = jnp.linalg.eigh(gram)
-        s = jnp.where(s > jnp.max(s) * eps * max(n, d), s, 0.0)
+        # Numerical zeros only (padding rows, rank deficiency): a small eigenvalue
+        # wrongly kept is harmless here, a real one wrongly dropped is not.
+        s = jnp.where(s > jnp.max(s) * eps, s, 0.0)
         p = u.T @ targets
         return s, p * p, jnp.zeros((targets.shape[1],), dtype)
     cov = features.T @ features
     s, v = jnp.linalg.eigh(cov)
-    keep = s > jnp.max(s) * eps * max(n, d)
+    # The pseudo-inverse needs the noise eigenvalues of a rank-deficient F^T F
+    # (about eps * max(s)) dropped: z^2 / s is garbage there.
+    keep = s > jnp.max(s) * eps * max(n, d) ** 0.5
     s = jnp.where(keep, s, 0.0)
     inv_s = jnp.where(keep, 1.0 / jnp.where(keep, s, 1.0), 0.0)
     z = v.T @ (features.T @ targets)                       # [D, T]
