@@ -280,6 +280,9 @@ def train_one(config, workdir: str, bank, modality: str) -> dict:
     writer = _summary_writer(workdir)
     history, evals = [], []
     ks = tuple(int(k) for k in config.eval.rerank_k)
+    if downstream and start == 0:      # the untrained scorer, for reference
+        res = evaluate(model, state["params"], downstream, zoo, ks)
+        evals.append({"step": 0, **{k: float(np.mean(v)) for k, v in res["columns"].items()}})
     try:
         bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {modality}")
         for step in bar:

@@ -1,0 +1,99 @@
+"""Label pipeline: batched metrics == one call per (task, PTM), Copeland rule, cache/resume."""
+
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from spider_jax import bank as bank_lib
+from spider_jax import label, metrics, synthetic
+from configs import smoke
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = synthetic.make_bank(str(tmp_path_factory.mktemp("b") / "bank"), num_models=4,
+                               num_datasets=7, num_downstream=2, classes_per_dataset=(3, 5, 4),
+                               examples_per_class=12, dims=(6, 9, 4, 9), psi_dim=5,
+                               source_head_every=2, seed=3)
+    config = smoke.get_config()
+    config.data.num_train_tasks = 10
+    config.data.max_classes = 6
+    config.data.examples_per_class = 4
+    config.label.chunk_size = 4
+    return bank_lib.open_bank(root), config
+
+
+def _rank_copeland(scores):
+    """Independent Copeland (Eq. 8) from the definition: majority wins + half ties."""
+    a, m = scores.shape
+    out = np.zeros(m)
+    for i in range(m):
+        for j in range(m):
+            if i != j:
+                wins = np.sum(scores[:, i] > scores[:, j])
+                losses_ = np.sum(scores[:, i] < scores[:, j])
+                out[i] += 1.0 if wins > losses_ else 0.5 if wins == losses_ else 0.0
+    return out
+
+
+def test_label_batch_matches_single_calls(setup):
+    bank, config = setup
+    sub, zoo = label.zoo_for(bank, "image")
+    sampler = label.make_sampler(sub, zoo, config)
+    batch = sampler.materialize([sampler.spec(i) for i in range(3)])
+    c = sampler.max_classes
+    scores, agg = label.label_batch(batch, zoo, num_classes=c, hscore="regularized")
+    for t in range(3):
+        y, mk = batch["labels"][t], batch["example_mask"][t].astype(np.float32)
+        for m in range(zoo.num_models):
+            f = batch["features"][m][t]
+            np.testing.assert_allclose(scores[t, label.METHODS.index("logme"), m],
+                                       metrics.logme(f, y, num_classes=c, mask=mk), rtol=1e-4)
+            np.testing.assert_allclose(scores[t, label.METHODS.index("hscore"), m],
+                                       metrics.regularized_hscore(f, y, num_classes=c, mask=mk),
+                                       rtol=1e-4, atol=1e-5)
+            if zoo.has_source_head[m]:
+                p = batch["source_probs"][m][t]
+                np.testing.assert_allclose(scores[t, label.METHODS.index("leep"), m],
+                                           metrics.leep(p, y, num_classes=c, mask=mk), rtol=1e-4)
+            else:
+                assert np.isnan(scores[t, label.METHODS.index("leep"), m])
+        # Only two of four PTMs have a source head: Copeland over hscore and logme only.
+        used = [label.METHODS.index("hscore"), label.METHODS.index("logme")]
+        np.testing.assert_allclose(agg[t], _rank_copeland(scores[t, used]))
+
+
+def test_rules():
+    assert label.hscore_variant("auto", 100, 1280) == "regularized"
+    assert label.hscore_variant("auto", 20000, 1280) == "plain"
+    assert label.hscore_variant("plain", 10, 1280) == "plain"
+    with pytest.raises(ValueError):
+        label.hscore_variant("shrunk", 10, 10)
+
+
+def test_cache_resume_and_fingerprint(setup, tmp_path):
+    bank, config = setup
+    cache = str(tmp_path / "labels")
+    first = label.label_tasks(bank, config, modality="image", cache_dir=cache, progress=False)
+    assert first["rank_labels"].shape == (10, 4)
+    assert first["specific_centres"].shape[:2] == (10, 4)
+    chunks = sorted(f for f in os.listdir(cache) if f.startswith("chunk_"))
+    assert chunks == ["chunk_0000000.npz", "chunk_0000004.npz", "chunk_0000008.npz"]
+    os.remove(os.path.join(cache, chunks[1]))                       # "interrupted" run
+    again = label.label_tasks(bank, config, modality="image", cache_dir=cache, progress=False)
+    for k in ("metric_scores", "rank_labels", "psi_centres"):
+        np.testing.assert_array_equal(np.nan_to_num(first[k]), np.nan_to_num(again[k]))
+    other = ml_collections.ConfigDict(config.to_dict())
+    other.data.seed = 99
+    with pytest.raises(ValueError, match="other settings"):
+        label.label_tasks(bank, other, modality="image", cache_dir=cache, progress=False)
+
+
+def test_downstream(setup, tmp_path):
+    bank, config = setup
+    out = label.label_downstream(bank, config, modality="image", cache_dir=str(tmp_path))
+    assert out["datasets"] == bank.pool("downstream")
+    assert out["truth"].shape == (2, 4) and np.isfinite(out["truth"]).all()
+    assert out["rank_labels"].shape == (2, 4)

@@ -1,0 +1,104 @@
+"""Training end to end on the synthetic smoke bank: learning, NaN stop, kill-and-resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from spider_jax import losses, train
+from configs import smoke
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+TOTAL = 150
+# The smoke config, shortened; the kill-and-resume test reruns exactly this config.
+OVERRIDES = {"train.num_steps": TOTAL, "train.checkpoint_every": 30, "train.eval_every": 1000,
+             "model.dropout": 0.1}
+
+
+def _config():
+    config = smoke.get_config()
+    for key, value in OVERRIDES.items():
+        section, field = key.split(".")
+        config[section][field] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("smoke"))
+    config = _config()
+    return workdir, config, train.train_and_evaluate(config, workdir)["image"]
+
+
+def test_training_reduces_loss_and_raises_tau(trained):
+    _, _, s = trained
+    loss = [h["loss"] for h in s["history"]]
+    assert np.mean(loss[-5:]) < 0.8 * np.mean(loss[:2])
+    assert s["evals"][0]["step"] == 0
+    assert s["evals"][-1]["spider_k0"] > s["evals"][0]["spider_k0"] + 0.2
+    assert set(s["final"]["columns"]) >= {"spider_k0", "spider_k3", "rankagg", "logme", "hscore"}
+    assert "tau_w per downstream dataset" in s["table"]
+
+
+def test_load_trained_restores_final_params(trained):
+    workdir, config, s = trained
+    cfg, model, params, zoo = train.load_trained(workdir)
+    assert zoo.num_models == 6 and cfg.model.d == config.model.d
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params, s["params"])
+    psi = np.zeros((2, 12, zoo.psi_dim), np.float32)
+    mask = np.ones((2, 12), bool)
+    assert model.apply({"params": params}, psi, mask).shape == (2, 6)
+
+
+def test_nan_loss_stops_with_clear_message(tmp_path, monkeypatch):
+    config = smoke.get_config()
+    config.train.num_steps = 3
+    monkeypatch.setattr(losses, "ranking_loss", lambda *a, **k: np.float32(np.nan) * a[1].sum())
+    with pytest.raises(FloatingPointError, match="loss became nan at step 0"):
+        train.train_and_evaluate(config, str(tmp_path))
+
+
+def _launch(workdir, overrides):
+    cmd = [sys.executable, "-m", "spider_jax.train", "--config=configs/smoke.py",
+           f"--workdir={workdir}"] + overrides
+    return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _steps(ckpt_dir):
+    if not os.path.isdir(ckpt_dir):
+        return []
+    return sorted(int(d) for d in os.listdir(ckpt_dir) if d.isdigit())
+
+
+def test_kill_and_resume_matches_uninterrupted(trained, tmp_path):
+    ref_dir, _, ref = trained
+    # Same config as the in-process reference run; reuse its bank and label cache.
+    cache = tmp_path / "labels"
+    cache.mkdir()
+    os.symlink(os.path.join(ref_dir, "image", "labels"), cache / "image")
+    overrides = [f"--config.bank_dir={os.path.join(ref_dir, 'bank')}",
+                 f"--config.label.cache_dir={cache}"]
+    overrides += [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
+    killed = str(tmp_path / "killed")
+    p = _launch(killed, overrides + ["--config.train.sleep_per_step=0.05"])
+    ckpts = os.path.join(killed, "image", "checkpoints")
+    deadline = time.time() + 120
+    while not _steps(ckpts) and time.time() < deadline:
+        assert p.poll() is None, p.stderr.read().decode()[-2000:]
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    at_kill = _steps(ckpts)
+    assert at_kill and max(at_kill) < TOTAL
+    p = _launch(killed, overrides)
+    assert p.wait(timeout=120) == 0, p.stderr.read().decode()[-2000:]
+    assert _steps(ckpts)[-1] == TOTAL
+    _, _, params_resumed, _ = train.load_trained(killed)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, ref["params"], params_resumed)
