@@ -96,7 +96,7 @@ def bench_k0(ranker, num_classes: int, batch: int, reps: int, peak: float) -> di
     compiled = fast.lower(params, centres, mask).compile()
     t_fast = _best_time(lambda: fast(params, centres, mask).block_until_ready(), reps)
     apply = jax.jit(lambda v, c, m: ranker.model.apply(v, c, m))
-    small = max(8, batch // 8)  # model.apply is slower: time a smaller batch
+    small = max(4, batch // 4)  # model.apply is slower: time a smaller batch
     t_apply = _best_time(lambda: apply(ranker.variables, centres[:small],
                                        mask[:small]).block_until_ready(), max(2, reps // 3))
     ref = np.asarray(apply(ranker.variables, centres[:small], mask[:small]))
@@ -122,7 +122,8 @@ def bench_k0(ranker, num_classes: int, batch: int, reps: int, peak: float) -> di
 
 
 def child(devices: int, batch: int, num_batches: int, num_classes: int) -> None:
-    """Scoring throughput with the sharded step of spider_jax.score on all local devices."""
+    """Scoring throughput with the sharded step of spider_jax.score on all local devices:
+    host numpy batch -> host_to_global -> jitted sharded step -> global_to_host."""
     assert jax.device_count() == devices, (jax.device_count(), devices)
     ranker = build()
     mesh = parallel.make_mesh()
@@ -147,8 +148,10 @@ def child(devices: int, batch: int, num_batches: int, num_classes: int) -> None:
 def run_child(devices: int, args) -> dict:
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"{_ONE_THREAD} --xla_force_host_platform_device_count={devices}"
+    batch = args.per_device_batch * devices
+    num_batches = max(1, args.shard_tasks // batch)
     cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--devices={devices}",
-           f"--batch={args.shard_batch}", f"--num_batches={args.num_batches}"]
+           f"--batch={batch}", f"--num_batches={num_batches}"]
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -158,8 +161,9 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--child", action="store_true")
     p.add_argument("--devices", type=int, default=1)
-    p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--shard_batch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=32, help="tasks per call, C=10 (C=100: /4)")
+    p.add_argument("--per_device_batch", type=int, default=32)
+    p.add_argument("--shard_tasks", type=int, default=2048)
     p.add_argument("--num_batches", type=int, default=8)
     args = p.parse_args()
     if args.child:
@@ -171,7 +175,7 @@ def main() -> None:
     print(f"single-thread f32 matmul peak (1024^3): {peak:.1f} GFLOP/s")
     ranker = build()
     results = []
-    for c, batch in ((10, args.batch), (100, max(16, args.batch // 8))):
+    for c, batch in ((10, args.batch), (100, max(4, args.batch // 4))):
         r = bench_k0(ranker, c, batch, reps, peak)
         results.append(r)
         print(f"k=0, {M} PTMs, d={D}, psi={PSI}, C={c:3d}, batch {batch}: "
@@ -185,12 +189,23 @@ def main() -> None:
               f"{PAPER_K0_SECONDS} s (Table 8, incl. their psi extraction)")
     print(f"process CPU time / wall time while timing: {_CPU['cpu'] / _CPU['wall']:.2f} "
           f"(1.0 = one busy thread; less = other load on the machine)")
+    fn, params = ranker.batch_scorer()
+    fast = jax.jit(fn)
+    for c, sizes in ((10, (16, 32, 64, 256)), (100, (4, 8, 32))):
+        line = []
+        for b in sizes:
+            centres = jnp.zeros((b, c, PSI), jnp.float32) + 0.1
+            mask = jnp.ones((b, c), bool)
+            t = _best_time(lambda: fast(params, centres, mask).block_until_ready(), reps)
+            line.append(f"batch {b}: {b / t:.0f}")
+        print(f"batch-size sweep, C={c}: " + ", ".join(line) + " tasks/s")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process (getrusage maxrss): {rss:.0f} MB")
     one = run_child(1, args)
     eight = run_child(8, args)
     ratio = eight["tasks_per_s"] / one["tasks_per_s"]
-    print(f"sharded scoring step (C=10, global batch {args.shard_batch}): 1 device "
+    print(f"sharded scoring step (C=10, {args.per_device_batch} tasks per device, "
+          f"{args.shard_tasks} tasks): 1 device "
           f"{one['tasks_per_s']:.0f} tasks/s, 8 forced host devices {eight['tasks_per_s']:.0f} "
           f"tasks/s, ratio 8/1 = {ratio:.2f}")
 

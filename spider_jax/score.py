@@ -1,6 +1,6 @@
 """Batch-score thousands of tasks with a trained scorer: sharded, streamed, resumable.
 
-    python -m spider_jax.score --workdir=DIR --tasks=TASKS --out=scores.csv [--batch_size=512]
+    python -m spider_jax.score --workdir=DIR --tasks=TASKS --out=scores.csv [--batch_size=256]
 
 Tasks input (``--tasks``), two layouts:
 
@@ -17,7 +17,7 @@ best; ties broken by zoo order), CSV, or Parquet when the name ends in ``.parque
 pyarrow is installed.  Rows are grouped by task in input order, PTMs in rank order.
 
 Execution: tasks are cut into fixed-shape global batches of ``batch_size`` (a multiple of
-the mesh's data axis), sharded over every device of every host
+the mesh's data axis; default 32 per device), sharded over every device of every host
 (:mod:`spider_jax.parallel`); each host reads only its slice of each batch; the last
 batch is padded with empty tasks whose rows are dropped.  One compile serves the run.
 
@@ -50,6 +50,8 @@ from spider_jax.ranker import Ranker
 __all__ = ["TaskSource", "ArrayTasks", "NpzDirTasks", "InMemoryTasks", "open_tasks",
            "score_tasks", "ranks_from_scores", "read_scores"]
 
+
+_PER_DEVICE_BATCH = 32
 
 # ----------------------------------------------------------------------------- sources
 class TaskSource:
@@ -242,7 +244,7 @@ def _check_source(ranker: Ranker, source: TaskSource) -> None:
         raise ValueError(f"task {source.names()[i]!r} has no real class")
 
 
-def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int = 512,
+def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int | None = None,
                 mesh: jax.sharding.Mesh | None = None, progress: bool = True,
                 keep_parts: bool = False, stop_after: int | None = None) -> str | None:
     """Scores every task of ``source`` for every PTM and writes ``out`` (see module doc).
@@ -251,7 +253,9 @@ def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int
       ranker: the trained scorer and zoo.
       source: the tasks.
       out: output path (.csv, or .parquet with pyarrow).
-      batch_size: global tasks per step; rounded up to a multiple of the data axis.
+      batch_size: global tasks per step, rounded up to a multiple of the data axis;
+        default 32 per data shard (small batches keep the [B, M, d] activations in
+        cache: on the benchmark CPU 32 tasks/call ran 2.3x faster than 256).
       mesh: device mesh (default :func:`spider_jax.parallel.make_mesh` over all devices).
       progress: show a tqdm bar (process 0).
       keep_parts: keep ``OUT.parts`` after merging.
@@ -264,6 +268,8 @@ def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int
     _check_source(ranker, source)
     mesh = parallel.make_mesh() if mesh is None else mesh
     shards = parallel.data_size(mesh)
+    if not batch_size:
+        batch_size = _PER_DEVICE_BATCH * shards
     gbatch = parallel.round_up(max(1, int(batch_size)), shards)
     num_batches = -(-source.num_tasks // gbatch)
     parts = out + ".parts"
@@ -441,7 +447,8 @@ def _define_flags() -> None:
     flags.DEFINE_string("workdir", None, "training workdir (checkpoint + config)")
     flags.DEFINE_string("tasks", None, "tasks directory (psi_centres.npy layout or *.npz)")
     flags.DEFINE_string("out", None, "output .csv (or .parquet with pyarrow)")
-    flags.DEFINE_integer("batch_size", 512, "global tasks per step (multiple of devices)")
+    flags.DEFINE_integer("batch_size", 0, "global tasks per step, a multiple of the devices "
+                         "(0: 32 per device)")
     flags.DEFINE_string("modality", None, "scorer to use when the workdir holds one per modality")
     flags.DEFINE_bool("keep_parts", False, "keep OUT.parts after merging")
     flags.mark_flags_as_required(["workdir", "tasks", "out"])

@@ -174,3 +174,45 @@ def test_zoo_and_checkpoint_mismatch(ranker):
         ranker_lib.Ranker(other, ranker.variables, NAMES, max_classes=MAX_CLASSES)
     with pytest.raises(ValueError, match="model names"):
         ranker_lib.Ranker(ranker.model, ranker.variables, NAMES[:-1], max_classes=MAX_CLASSES)
+
+
+@pytest.mark.slow
+def test_smoke_trained_workdir_end_to_end(tmp_path):
+    """Trains the smoke config briefly, then ranks, scores and plots from its workdir; the
+    ranker's Algorithm 2 must agree with the trainer's own evaluation (train.rerank_scores)."""
+    import os
+
+    from configs import smoke
+    from spider_jax import bank as bank_lib
+    from spider_jax import label, plots, rank, score, train
+
+    config = smoke.get_config()
+    config.train.num_steps = 24
+    config.data.num_train_tasks = 32
+    workdir = str(tmp_path / "wd")
+    train.train_and_evaluate(config, workdir)
+    r = ranker_lib.Ranker.from_workdir(workdir)
+    bank = bank_lib.open_bank(os.path.join(workdir, "bank"))
+    downstream = label.label_downstream(bank, config, modality="image",
+                                        cache_dir=os.path.join(workdir, "image", "labels"))
+    _, model, params, _ = train.load_trained(workdir)
+    # The trainer caches PTM-specific centres in float16: k = 3 agrees to that precision.
+    for k, tol in ((0, 1e-5), (3, 3e-3)):
+        want = train.rerank_scores(model, params, downstream, k)
+        for i, ds in enumerate(downstream["datasets"]):
+            got = r.rank_bank_dataset(bank, ds, k=k)      # 30 examples/class = the eval cap
+            np.testing.assert_allclose(got.scores, want[i], rtol=tol, atol=tol)
+            cli = rank.run(workdir, bank=os.path.join(workdir, "bank"), dataset=ds, k=k)
+            np.testing.assert_array_equal(cli.scores, got.scores)
+    src = score.InMemoryTasks(downstream["psi_centres"], downstream["class_mask"],
+                              downstream["datasets"])
+    out = score.score_tasks(r, src, str(tmp_path / "s.csv"), progress=False)
+    _, _, s = score.read_scores(out, r.models)
+    np.testing.assert_allclose(s, train.rerank_scores(model, params, downstream, 0),
+                               rtol=1e-4, atol=1e-4)
+    written = plots.make_plots(workdir, os.path.join(workdir, "bank"), str(tmp_path / "plots"),
+                               k=3, tasks_per_dataset=2)
+    assert [os.path.basename(p) for p in written] == ["spider_charts.png", "scatter.png"]
+    assert all(os.path.getsize(p) > 10_000 for p in written)
+    with pytest.raises(ValueError, match="no trained 'text' run"):
+        ranker_lib.Ranker.from_workdir(workdir, modality="text")
