@@ -21,10 +21,11 @@ the mesh's data axis; default 32 per device), sharded over every device of every
 (:mod:`spider_jax.parallel`); each host reads only its slice of each batch; the last
 batch is padded with empty tasks whose rows are dropped.  One compile serves the run.
 
-Resumable: after each batch process 0 writes ``OUT.parts/part-BBBBBBB.npz`` atomically
-(temporary file + rename) beside a ``meta.json`` fingerprint of the run (task source,
-batch size, zoo).  A restarted run skips the batches whose part exists, then merges all
-parts into ``OUT`` (atomically) and deletes the parts, so no task is written twice.
+Resumable: after each part (``part_size`` tasks, default 4096, whole batches) process 0
+writes ``OUT.parts/part-PPPPPPP.npz`` atomically (temporary file + fsync + rename) beside a
+``meta.json`` fingerprint of the run (task source, batch and part sizes, zoo).  A
+restarted run skips the parts that exist, then merges all parts into ``OUT`` (atomically)
+and deletes them, so no task is written twice.
 """
 
 from __future__ import annotations
@@ -245,8 +246,9 @@ def _check_source(ranker: Ranker, source: TaskSource) -> None:
 
 
 def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int | None = None,
-                mesh: jax.sharding.Mesh | None = None, progress: bool = True,
-                keep_parts: bool = False, stop_after: int | None = None) -> str | None:
+                part_size: int = 4096, mesh: jax.sharding.Mesh | None = None,
+                progress: bool = True, keep_parts: bool = False,
+                stop_after: int | None = None) -> str | None:
     """Scores every task of ``source`` for every PTM and writes ``out`` (see module doc).
 
     Args:
@@ -255,11 +257,13 @@ def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int
       out: output path (.csv, or .parquet with pyarrow).
       batch_size: global tasks per step, rounded up to a multiple of the data axis;
         default 32 per data shard (small batches keep the [B, M, d] activations in
-        cache: on the benchmark CPU 32 tasks/call ran 2.3x faster than 256).
+        cache: on the benchmark CPU 32 tasks per call ran about 2x faster than 256).
+      part_size: tasks per resumable part file (rounded up to whole batches); a restart
+        redoes at most one part.
       mesh: device mesh (default :func:`spider_jax.parallel.make_mesh` over all devices).
       progress: show a tqdm bar (process 0).
       keep_parts: keep ``OUT.parts`` after merging.
-      stop_after: stop after this many newly scored batches without merging (simulates an
+      stop_after: stop after this many newly written parts without merging (simulates an
         interruption; for tests).
 
     Returns:
@@ -271,27 +275,17 @@ def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int
     if not batch_size:
         batch_size = _PER_DEVICE_BATCH * shards
     gbatch = parallel.round_up(max(1, int(batch_size)), shards)
+    per_part = max(1, -(-int(part_size) // gbatch))           # batches per part
     num_batches = -(-source.num_tasks // gbatch)
+    num_parts = -(-num_batches // per_part)
     parts = out + ".parts"
     main = parallel.is_main_process()
     meta = {"source": source.fingerprint(), "num_tasks": source.num_tasks,
-            "batch_size": gbatch, "models": list(ranker.models),
+            "batch_size": gbatch, "batches_per_part": per_part, "models": list(ranker.models),
             "num_classes": source.num_classes}
     if main:
-        os.makedirs(parts, exist_ok=True)
-        meta_path = os.path.join(parts, "meta.json")
-        if os.path.exists(meta_path):
-            with open(meta_path, encoding="utf-8") as fh:
-                old = json.load(fh)
-            if old != meta:
-                raise ValueError(f"{parts} holds parts of a different run ({old.get('source')}, "
-                                 f"batch {old.get('batch_size')}); delete it or choose another "
-                                 f"--out")
-        else:
-            with open(meta_path + ".tmp", "w", encoding="utf-8") as fh:
-                json.dump(meta, fh)
-            os.replace(meta_path + ".tmp", meta_path)
-    done = np.array([main and os.path.exists(_part_path(parts, b)) for b in range(num_batches)])
+        _check_or_write_meta(parts, meta)
+    done = np.array([main and os.path.exists(_part_path(parts, p)) for p in range(num_parts)])
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
         done = np.asarray(multihost_utils.broadcast_one_to_all(done))
@@ -303,46 +297,74 @@ def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int
                                      parallel.batch_sharding(mesh, 2)),
                    out_shardings=parallel.batch_sharding(mesh, 2))
     local = parallel.host_slice(gbatch)
-    todo = [b for b in range(num_batches) if not done[b]]
+    todo = [p for p in range(num_parts) if not done[p]]
     if stop_after is not None:
         todo = todo[:stop_after]
     bar = None
     if progress and main:
         from tqdm import tqdm
-        bar = tqdm(total=num_batches, initial=int(np.sum(done)), unit="batch",
-                   desc=f"scoring {source.num_tasks} tasks")
-    c, dpsi = source.num_classes, source.psi_dim
-    for b in todo:
+        bar = tqdm(total=source.num_tasks, unit="task", desc="scoring",
+                   initial=min(source.num_tasks, int(np.sum(done)) * per_part * gbatch))
+
+    def dispatch(b):
+        """Reads this host's slice of batch b and launches the step (asynchronously)."""
         lo = b * gbatch + local.start
         hi = min(b * gbatch + local.stop, source.num_tasks)
-        centres = np.zeros((local.stop - local.start, c, dpsi), np.float32)
-        mask = np.zeros((local.stop - local.start, c), bool)
+        centres = np.zeros((local.stop - local.start, source.num_classes, source.psi_dim),
+                           np.float32)
+        mask = np.zeros((local.stop - local.start, source.num_classes), bool)
         if hi > lo:
             centres[:hi - lo], mask[:hi - lo] = source.read(lo, hi)
             if not np.all(np.isfinite(centres[:hi - lo][mask[:hi - lo]])):
                 raise ValueError(f"tasks {lo}..{hi - 1}: psi class centres contain NaN or Inf")
-        scores = parallel.global_to_host(step(params, *parallel.host_to_global((centres, mask),
-                                                                               mesh)))
-        n_real = min(gbatch, source.num_tasks - b * gbatch)
+        return step(params, *parallel.host_to_global((centres, mask), mesh))
+
+    for p in todo:
+        batches = range(p * per_part, min((p + 1) * per_part, num_batches))
+        results, pending = [], dispatch(batches[0])
+        for b in batches:
+            # Launch the next batch before waiting for this one: reading overlaps compute.
+            nxt = dispatch(b + 1) if b + 1 in batches else None
+            results.append(parallel.global_to_host(pending))
+            pending = nxt
+            if bar is not None:
+                bar.update(min(gbatch, source.num_tasks - b * gbatch))
+        start = batches[0] * gbatch
+        scores = np.concatenate(results, axis=0)[:source.num_tasks - start]
         if main:
-            _atomic_savez(_part_path(parts, b), scores=scores[:n_real].astype(np.float32),
-                          start=np.int64(b * gbatch))
-        if bar is not None:
-            bar.update(1)
+            _atomic_savez(_part_path(parts, p), scores=scores.astype(np.float32),
+                          start=np.int64(start))
     if bar is not None:
         bar.close()
-    if stop_after is not None and len(todo) < sum(not d for d in done):
+    if stop_after is not None and len(todo) < int(np.sum(~done)):
         return None
     if not main:
         return None
-    _merge(parts, out, source.names(), list(ranker.models), num_batches)
+    _merge(parts, out, source.names(), list(ranker.models), num_parts)
     if not keep_parts:
         shutil.rmtree(parts, ignore_errors=True)
     return out
 
 
-def _iter_rows(parts, names, models, num_batches):
-    for b in range(num_batches):
+def _check_or_write_meta(parts: str, meta: dict) -> None:
+    os.makedirs(parts, exist_ok=True)
+    meta_path = os.path.join(parts, "meta.json")
+    if os.path.exists(meta_path):
+        with open(meta_path, encoding="utf-8") as fh:
+            old = json.load(fh)
+        if old != meta:
+            raise ValueError(f"{parts} holds parts of a different run (source "
+                             f"{old.get('source')}, batch {old.get('batch_size')}, "
+                             f"{old.get('batches_per_part')} batches per part); delete it or "
+                             f"choose another --out")
+        return
+    with open(meta_path + ".tmp", "w", encoding="utf-8") as fh:
+        json.dump(meta, fh)
+    os.replace(meta_path + ".tmp", meta_path)
+
+
+def _iter_rows(parts, names, models, num_parts):
+    for b in range(num_parts):
         with np.load(_part_path(parts, b), allow_pickle=False) as z:
             scores, start = z["scores"], int(z["start"])
         ranks = ranks_from_scores(scores)
@@ -351,22 +373,22 @@ def _iter_rows(parts, names, models, num_batches):
 
 
 def _merge(parts: str, out: str, names: Sequence[str], models: Sequence[str],
-           num_batches: int) -> None:
-    missing = [b for b in range(num_batches) if not os.path.exists(_part_path(parts, b))]
+           num_parts: int) -> None:
+    missing = [b for b in range(num_parts) if not os.path.exists(_part_path(parts, b))]
     if missing:
-        raise ValueError(f"{parts}: batches {missing[:5]} are missing; rerun to finish")
+        raise ValueError(f"{parts}: parts {missing[:5]} are missing; rerun to finish")
     d = os.path.dirname(os.path.abspath(out))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
     os.close(fd)
     try:
         if out.endswith(".parquet"):
-            _write_parquet(tmp, parts, names, models, num_batches)
+            _write_parquet(tmp, parts, names, models, num_parts)
         else:
             with open(tmp, "w", newline="", encoding="utf-8") as fh:
                 w = csv.writer(fh, lineterminator="\n")
                 w.writerow(["task", "model", "score", "rank"])
-                for tnames, scores, ranks, order in _iter_rows(parts, names, models, num_batches):
+                for tnames, scores, ranks, order in _iter_rows(parts, names, models, num_parts):
                     for i, t in enumerate(tnames):
                         w.writerows((t, models[m], f"{scores[i, m]:.7g}", int(ranks[i, m]))
                                     for m in order[i])
@@ -376,7 +398,7 @@ def _merge(parts: str, out: str, names: Sequence[str], models: Sequence[str],
             os.unlink(tmp)
 
 
-def _write_parquet(path, parts, names, models, num_batches):
+def _write_parquet(path, parts, names, models, num_parts):
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -385,7 +407,7 @@ def _write_parquet(path, parts, names, models, num_batches):
                          "use a .csv output instead") from e
     writer = None
     models = np.asarray(models, dtype=object)
-    for tnames, scores, ranks, order in _iter_rows(parts, names, models, num_batches):
+    for tnames, scores, ranks, order in _iter_rows(parts, names, models, num_parts):
         n, m = scores.shape
         table = pa.table({
             "task": np.repeat(np.asarray(tnames, dtype=object), m),
@@ -437,7 +459,7 @@ def main(argv: Sequence[str]) -> None:
                      source.num_tasks, source.num_classes, source.psi_dim, len(ranker.models),
                      jax.device_count()), file=sys.stderr)
     written = score_tasks(ranker, source, fl.out, batch_size=fl.batch_size,
-                          keep_parts=fl.keep_parts)
+                          part_size=fl.part_size, keep_parts=fl.keep_parts)
     if written and parallel.is_main_process():
         print(f"wrote {source.num_tasks * len(ranker.models)} rows to {written}")
 
@@ -450,6 +472,7 @@ def _define_flags() -> None:
     flags.DEFINE_integer("batch_size", 0, "global tasks per step, a multiple of the devices "
                          "(0: 32 per device)")
     flags.DEFINE_string("modality", None, "scorer to use when the workdir holds one per modality")
+    flags.DEFINE_integer("part_size", 4096, "tasks per resumable part file")
     flags.DEFINE_bool("keep_parts", False, "keep OUT.parts after merging")
     flags.mark_flags_as_required(["workdir", "tasks", "out"])
 

@@ -39,7 +39,7 @@ def _rows(path):
 def test_batch_scoring_equals_per_task_ranking(ranker, tasks, tmp_path):
     centres, mask = tasks
     out = score.score_tasks(ranker, score.InMemoryTasks(centres, mask), str(tmp_path / "s.csv"),
-                            batch_size=8, progress=False)
+                            batch_size=8, part_size=16, progress=False)   # 2 batches a part
     rows = _rows(out)
     assert len(rows) == T * len(NAMES)
     names, models, scores = score.read_scores(out, NAMES)
@@ -61,14 +61,15 @@ def test_resume_after_interruption_has_no_duplicates(ranker, tasks, tmp_path):
     centres, mask = tasks
     src = score.InMemoryTasks(centres, mask)
     out = str(tmp_path / "r.csv")
-    assert score.score_tasks(ranker, src, out, batch_size=8, progress=False,
-                             stop_after=2) is None          # "killed" after 2 of 3 batches
+    assert score.score_tasks(ranker, src, out, batch_size=8, part_size=8, progress=False,
+                             stop_after=2) is None          # "killed" after 2 of 3 parts
     assert not os.path.exists(out)
     parts = sorted(os.listdir(out + ".parts"))
     assert parts == ["meta.json", "part-0000000.npz", "part-0000001.npz"]
     # A half-written temporary file from the kill must not count as a part.
     open(os.path.join(out + ".parts", "junk.tmp"), "w").close()
-    assert score.score_tasks(ranker, src, out, batch_size=8, progress=False) == out
+    assert score.score_tasks(ranker, src, out, batch_size=8, part_size=8,
+                             progress=False) == out
     rows = _rows(out)
     keys = [(r["task"], r["model"]) for r in rows]
     assert len(keys) == len(set(keys)) == T * len(NAMES)
@@ -81,7 +82,7 @@ def test_resume_refuses_a_different_run(ranker, tasks, tmp_path):
     centres, mask = tasks
     out = str(tmp_path / "x.csv")
     score.score_tasks(ranker, score.InMemoryTasks(centres, mask), out, batch_size=8,
-                      progress=False, stop_after=1)
+                      part_size=8, progress=False, stop_after=1)
     with pytest.raises(ValueError, match="different run"):
         score.score_tasks(ranker, score.InMemoryTasks(centres, mask), out, batch_size=16,
                           progress=False)
