@@ -49,11 +49,14 @@ def test_stratified_folds():
 
 def test_matches_float64_reference_with_padding():
     alphas = (1e-3, 1e-1, 10.0)
-    pairs = [_problem(60, 7, 3, 0, 0.6), _problem(45, 12, 4, 1, 0.5), _problem(80, 4, 2, 2, 0.4)]
-    acc = groundtruth.linear_probe([(x, y, c) for (x, y), c in zip(pairs, (3, 4, 2))], seeds=(0, 3),
+    # the (30, 100) pair pads to N=64 < D=100 and takes the dual (kernel) path
+    pairs = [_problem(60, 7, 3, 0, 0.6), _problem(45, 12, 4, 1, 0.5), _problem(80, 4, 2, 2, 0.4),
+             _problem(30, 100, 3, 6, 0.3), _problem(40, 70, 2, 7, 0.2)]
+    classes = (3, 4, 2, 3, 2)
+    acc = groundtruth.linear_probe([(x, y, c) for (x, y), c in zip(pairs, classes)], seeds=(0, 3),
                                    alphas=alphas, chunk=2)
-    assert acc.shape == (3, 2, 5, 3)
-    for i, ((x, y), c) in enumerate(zip(pairs, (3, 4, 2))):
+    assert acc.shape == (5, 2, 5, 3)
+    for i, ((x, y), c) in enumerate(zip(pairs, classes)):
         for s, seed in enumerate((0, 3)):
             ref = _ridge_cv_reference(x, y, c, groundtruth.stratified_folds(y, 5, seed), alphas)
             # predictions can only differ on a float32 near-tie: allow one test example

@@ -77,7 +77,7 @@ class Source:
 
 
 def stratified_cap(labels: np.ndarray, cap: int | None, seed: int = 0,
-                   priority: np.ndarray | None = None) -> np.ndarray:
+                   priority: np.ndarray | None = None, min_per_class: int = 5) -> np.ndarray:
     """Positions of at most `cap` examples keeping class proportions (deterministic).
 
     Args:
@@ -86,8 +86,10 @@ def stratified_cap(labels: np.ndarray, cap: int | None, seed: int = 0,
       seed: seeds the random order within each class.
       priority: optional [N] ranks; within a class the lowest ranks are kept instead of a
         random draw (tasks sharing one source use one priority so their picks overlap).
+      min_per_class: every class keeps at least this many (or all it has), so 5-fold
+        cross-validation stays possible.
     Returns:
-      Sorted positions; every class keeps at least one example.
+      Sorted positions.
     """
     labels = np.asarray(labels)
     n = labels.shape[0]
@@ -95,7 +97,7 @@ def stratified_cap(labels: np.ndarray, cap: int | None, seed: int = 0,
         return np.arange(n)
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
-    quota = np.maximum(1, np.floor(counts * cap / n).astype(int))
+    quota = np.maximum(np.minimum(counts, min_per_class), np.floor(counts * cap / n).astype(int))
     # hand out what rounding left, to the classes with the largest remainders
     rest = cap - quota.sum()
     if rest > 0:
