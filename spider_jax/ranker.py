@@ -22,10 +22,11 @@ task, so with task tokens ``t_c = psi_c W_p + b_p + e_gen``:
     logit_{m,h,c} = (x_m W_Q^h / sqrt(d_h)) . (t_c W_K^h) = a_{m,h} . psi_c + a0_{m,h}
     out_m = sum_h [w_{m,h,self} v'_{m,h} + sum_c w_{m,h,c} (t_c W_V^h W_O^h)] + b_O
 
-where ``a = (x W_Q / sqrt(d_h)) W_K^T W_p^T`` ([M, H, D_psi]) and ``W_V^h W_O^h`` are
+where ``a = (x W_Q / sqrt(d_h)) W_K^T W_p^T`` ([M, H, D_psi]) and ``W_p W_V^h W_O^h`` are
 folded once per checkpoint (:func:`prepare_fast`).  Per task that leaves one
-``[C, D_psi] x [D_psi, H d]`` product (the values, shared by all PTMs) and ``O(M H C D)``
-for logits and mixing: no ``d x d`` product per (task, PTM).
+``[min(C, M), D_psi] x [D_psi, H d]`` product (the C class values, shared by all PTMs, or
+for C > M the M attention-mixed inputs, since the sum over c is linear) and
+``O(M H C D)`` for logits and mixing: no ``d x d`` product per (task, PTM).
 """
 
 from __future__ import annotations
@@ -182,18 +183,24 @@ def fast_scores(fast: Mapping[str, Any], psi_centres: jax.Array,
     psi = psi_centres.astype(jnp.float32)
     if "proj_w" in fast:  # 'token' route: project to tokens first (biases are folded)
         psi = jnp.einsum("bcp,pd->bcd", psi, fast["proj_w"])
-    # Task side, once per task: [B, C, H, d] values and [B, M, H, C] logits.
-    values = jnp.einsum("bcp,phe->bche", psi, fast["value_w"]) \
-        + fast["value_bias"][None, None]
     logits = jnp.einsum("bcp,mhp->bmhc", psi, fast["logit_w"]) + fast["logit_bias"][None, :, :, None]
     logits = jnp.where(class_mask.astype(bool)[:, None, None, :], logits, _NEG)
-    b = psi.shape[0]
+    b, c = psi.shape[:2]
     m, h = fast["logit_self"].shape
     self_logit = jnp.broadcast_to(fast["logit_self"][None, :, :, None], (b, m, h, 1))
     weights = jax.nn.softmax(jnp.concatenate([self_logit, logits], axis=-1), axis=-1)
-    out = jnp.einsum("bmh,mhe->bme", weights[..., 0], fast["value_self"])
-    out = out + jnp.einsum("bmhc,bche->bme", weights[..., 1:], values) \
+    w_task = weights[..., 1:]                                              # [B, M, H, C]
+    out = jnp.einsum("bmh,mhe->bme", weights[..., 0], fast["value_self"]) \
+        + jnp.einsum("bmh,he->bme", w_task.sum(-1), fast["value_bias"]) \
         + fast["out_bias"][None, None]
+    # sum_c w_mhc (psi_c V_h) is linear in psi: project the C class values once per task
+    # (C <= M) or the M attention-mixed inputs (C > M), whichever is fewer rows.
+    if c <= m:
+        values = jnp.einsum("bcp,phe->bche", psi, fast["value_w"])          # [B, C, H, d]
+        out = out + jnp.einsum("bmhc,bche->bme", w_task, values)
+    else:
+        mixed = jnp.einsum("bmhc,bcp->bmhp", w_task, psi)                  # [B, M, H, D]
+        out = out + jnp.einsum("bmhp,phe->bme", mixed, fast["value_w"])
     x = _layer_norm(fast["norm_attn"], fast["x"][None] + out)
     if "mlp" in fast:
         mp = fast["mlp"]
@@ -209,9 +216,13 @@ def fast_flops_per_task(fast: Mapping[str, Any], num_classes: int) -> int:
     m, h, kdim = fast["logit_w"].shape
     d = fast["x"].shape[1]
     c = num_classes
-    flops = 2 * c * kdim * h * d            # values
-    flops += 2 * m * h * c * kdim           # logits
-    flops += 2 * m * h * (c + 1) * d        # attention-weighted values
+    flops = 2 * m * h * c * kdim            # logits
+    if c <= m:
+        flops += 2 * c * kdim * h * d       # class values, once per task
+        flops += 2 * m * h * (c + 1) * d    # attention-weighted values
+    else:
+        flops += 2 * m * h * c * kdim       # attention-mixed inputs
+        flops += 2 * m * h * kdim * d + 2 * m * h * d    # their projection + self value
     if "proj_w" in fast:
         flops += 2 * c * fast["proj_w"].shape[0] * d
     if "mlp" in fast:

@@ -33,14 +33,15 @@ def _task(rng, n=40, num_classes=5, psi_dim=PSI_DIM):
 def test_fast_path_equals_model_apply(heads, mlp, psi_dim, types):
     r = make_ranker(psi_dim=psi_dim, num_heads=heads, mlp_dim=mlp, use_type_embeddings=types)
     rng = np.random.default_rng(1)
-    centres = rng.normal(size=(4, 6, psi_dim)).astype(np.float32)
-    mask = np.ones((4, 6), bool)
-    mask[1, 3:] = False
-    mask[3, 1:] = False
-    ref = np.asarray(r.model.apply(r.variables, centres, mask))
     fast = ranker_lib.prepare_fast(r.variables, r.model)
-    got = np.asarray(jax.jit(ranker_lib.fast_scores)(fast, centres, mask))
-    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    for c in (3, 6):        # C <= M (project class values) and C > M (project mixed inputs)
+        centres = rng.normal(size=(4, c, psi_dim)).astype(np.float32)
+        mask = np.ones((4, c), bool)
+        mask[1, 2:] = False
+        mask[3, 1:] = False
+        ref = np.asarray(r.model.apply(r.variables, centres, mask))
+        got = np.asarray(jax.jit(ranker_lib.fast_scores)(fast, centres, mask))
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
     # Padding classes must not change a score.
     padded_c = np.concatenate([centres, rng.normal(size=(4, 3, psi_dim)).astype(np.float32)], 1)
     padded_m = np.concatenate([mask, np.zeros((4, 3), bool)], 1)
