@@ -224,9 +224,10 @@ def make_plots(workdir: str, bank_root: str, out_dir: str, *, k: int = 0,
     bank = bank_lib.open_bank(bank_root, validate=False)
     if modality is None:
         modalities = sorted({bank.dataset_info(d)["modality"] for d in bank.datasets})
-        modality = modalities[0] if len(modalities) == 1 else None
-    if modality is not None:
-        bank = bank.subset(modality)
+        if len(modalities) != 1:
+            raise ValueError(f"the bank holds modalities {modalities}: choose one (--modality)")
+        modality = modalities[0]
+    bank = bank.subset(modality)
     ranker = Ranker.from_workdir(workdir, modality=modality)
     if clusters_path:
         with open(clusters_path, encoding="utf-8") as fh:
