@@ -64,6 +64,7 @@ def test_image_folder(tmp_path):
     assert s.items[4].shape == (5, 7, 3) and s.items[4][0, 0, 0] == 201
 
 
+@pytest.mark.skipif(not _has("sklearn"), reason="needs scikit-learn (extract extra)")
 def test_sklearn_digits():
     s = S.sklearn_digits(cap=100)
     t = s.tasks[0]

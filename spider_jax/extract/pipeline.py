@@ -32,6 +32,8 @@ FLOAT16_MAX = float(np.finfo(np.float16).max)
 def _single_thread_env() -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # never reach for a hub
+        os.environ.setdefault(var, "1")
     try:
         import torch
 
