@@ -148,3 +148,49 @@ def test_bad_task_sources(ranker, tmp_path):
                           progress=False)
     with pytest.raises(ValueError, match="not a directory"):
         score.open_tasks(str(tmp_path / "missing"))
+
+
+_CHILD = """
+import sys
+sys.path.insert(0, {root!r})
+pid, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+from spider_jax import parallel
+parallel.maybe_initialize_distributed(force=True, coordinator_address=f"127.0.0.1:{{port}}",
+                                      num_processes=2, process_id=pid)
+import numpy as np
+from spider_jax import score
+from tests.ranker_fixtures import make_ranker, PSI_DIM
+rng = np.random.default_rng(0)
+src = score.InMemoryTasks(rng.normal(size=(21, 6, PSI_DIM)).astype(np.float32))
+score.score_tasks(make_ranker(), src, out, batch_size=8, part_size=8, progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one(ranker, tmp_path):
+    """Two local processes (4 devices each) joined by jax.distributed: each reads only its
+    slice of every batch; process 0 writes the same rows as a single process."""
+    import socket
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD.format(root=root))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    out = str(tmp_path / "mh.csv")
+    procs = [subprocess.Popen([sys.executable, str(script), str(i), str(port), out], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+             for i in range(2)]
+    logs = [p.communicate(timeout=180)[0].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), logs
+    rng = np.random.default_rng(0)
+    src = score.InMemoryTasks(rng.normal(size=(21, 6, PSI_DIM)).astype(np.float32))
+    single = score.score_tasks(ranker, src, str(tmp_path / "one.csv"), batch_size=8,
+                               progress=False)
+    np.testing.assert_allclose(score.read_scores(out, NAMES)[2],
+                               score.read_scores(single, NAMES)[2], rtol=1e-5, atol=1e-5)
