@@ -450,7 +450,13 @@ class Ranker:
 
         if not os.path.isdir(workdir):
             raise ValueError(f"workdir {workdir!r} does not exist")
-        config, model, params, zoo = train.load_trained(workdir, modality=modality)
+        try:
+            config, model, params, zoo = train.load_trained(workdir, modality=modality)
+        except ValueError as e:
+            if "shape" not in str(e):
+                raise
+            raise ValueError(f"the checkpoint in {workdir} does not match the scorer its config "
+                             f"builds (a checkpoint from another config?): {e}") from e
         names = _zoo_names(zoo)
         if hasattr(zoo, "dims"):
             check_zoo(names, model.model_dims, names, zoo.dims)

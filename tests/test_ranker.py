@@ -217,3 +217,11 @@ def test_smoke_trained_workdir_end_to_end(tmp_path):
     assert all(os.path.getsize(p) > 10_000 for p in written)
     with pytest.raises(ValueError, match="no trained 'text' run"):
         ranker_lib.Ranker.from_workdir(workdir, modality="text")
+    cfg_path = os.path.join(workdir, "image", "config.json")
+    with open(cfg_path) as fh:
+        cfg = json.load(fh)
+    cfg["model"]["d"] = 16
+    with open(cfg_path, "w") as fh:
+        json.dump(cfg, fh)
+    with pytest.raises(ValueError, match="another config"):
+        ranker_lib.Ranker.from_workdir(workdir)
