@@ -320,10 +320,16 @@ def label_downstream(bank, config, *, modality: str, cache_dir: str) -> dict:
 
 
 # ----------------------------------------------------------------------------- CLI
+def run_dir_for(config, workdir: str, modality: str) -> str:
+    """The run directory of one modality: WORKDIR/<modality> when config.modality is "all"."""
+    return os.path.join(workdir, modality) if config.modality in ("", "all") else workdir
+
+
 def cache_dir_for(config, workdir: str, modality: str) -> str:
-    """Where the labels of one modality are cached."""
-    base = config.label.cache_dir or os.path.join(workdir, "labels")
-    return os.path.join(base, modality)
+    """Where the labels of one modality are cached (shared by label and train)."""
+    if config.label.cache_dir:
+        return os.path.join(config.label.cache_dir, modality)
+    return os.path.join(run_dir_for(config, workdir, modality), "labels")
 
 
 def modalities_for(config, bank) -> list[str]:

@@ -250,12 +250,9 @@ def _open_bank(config, workdir: str):
     raise ValueError("set --config.bank_dir (or enable config.synthetic)")
 
 
-def train_one(config, workdir: str, bank, modality: str) -> dict:
-    """Labels, trains and evaluates the scorer of one modality in ``workdir``."""
+def train_one(config, workdir: str, bank, modality: str, cache: str) -> dict:
+    """Labels (into ``cache``), trains and evaluates the scorer of one modality in ``workdir``."""
     os.makedirs(workdir, exist_ok=True)
-    cache = label.cache_dir_for(config, workdir, "") if config.label.cache_dir else \
-        os.path.join(workdir, "labels")
-    cache = os.path.join(cache, modality) if config.label.cache_dir else cache
     labels = label.label_tasks(bank, config, modality=modality, cache_dir=cache)
     downstream = label.label_downstream(bank, config, modality=modality, cache_dir=cache)
     _, zoo = label.zoo_for(bank, modality)
@@ -354,9 +351,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     bank = _open_bank(config, workdir)
     mods = label.modalities_for(config, bank)
-    split = config.modality in ("", "all")
-    return {m: train_one(config, os.path.join(workdir, m) if split else workdir, bank, m)
-            for m in mods}
+    return {m: train_one(config, label.run_dir_for(config, workdir, m), bank, m,
+                         label.cache_dir_for(config, workdir, m)) for m in mods}
 
 
 # ----------------------------------------------------------------------------- CLI

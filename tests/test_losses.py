@@ -65,8 +65,8 @@ def test_listmle_mask_and_all_masked():
     np.testing.assert_allclose(got[:2], [listmle_reference(s[i], t[i], mask[i]) for i in range(2)],
                                rtol=1e-5)
     assert got[2] == 0.0
-    g = jax.grad(lambda x: losses.ranking_loss("listmle", x, jnp.asarray(t), jnp.asarray(mask)))(
-        jnp.asarray(s))
+    g = jax.jit(jax.grad(lambda x: losses.ranking_loss("listmle", x, jnp.asarray(t),
+                                                        jnp.asarray(mask))))(jnp.asarray(s))
     assert np.isfinite(np.asarray(g)).all()
     assert np.all(np.asarray(g)[~mask] == 0.0)
     # Changing masked scores changes nothing.

@@ -34,6 +34,7 @@ def _config():
 def trained(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("smoke"))
     config = _config()
+    config.synthetic.dims = (16, 16, 16, 16, 16, 16)   # one feature-dim group: fewer compiles
     return workdir, config, train.train_and_evaluate(config, workdir)["image"]
 
 
