@@ -25,20 +25,6 @@ from absl import app, flags, logging
 
 from spider_jax import ranker as ranker_lib
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "training workdir (checkpoint + config)")
-_BANK = flags.DEFINE_string("bank", None, "feature bank root (with --dataset)")
-_DATASET = flags.DEFINE_string("dataset", None, "dataset of the bank to rank the zoo for")
-_SPLIT = flags.DEFINE_string("split", "train", "bank split holding the task's labelled examples")
-_FEATURES = flags.DEFINE_string("features", None, "psi features [N, D_psi] (.npy)")
-_LABELS = flags.DEFINE_string("labels", None, "labels [N] (.npy)")
-_PTM_FEATURES = flags.DEFINE_string("ptm_features", None,
-                                    "directory of {model}.npy [N, D_m] for re-ranking (k > 0)")
-_K = flags.DEFINE_integer("k", 0, "re-ranking budget: rescore the top k with their own features")
-_MODALITY = flags.DEFINE_string("modality", None, "scorer to use when the workdir holds one per "
-                                "modality (default: the dataset's, or the only one)")
-_FORMAT = flags.DEFINE_enum("format", "table", ["table", "json", "csv"], "output format")
-
-
 def _load(path: str) -> np.ndarray:
     return np.load(path, mmap_mode="r", allow_pickle=False)
 
@@ -73,17 +59,35 @@ def run(workdir: str, *, bank: str | None = None, dataset: str | None = None,
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    fl = flags.FLAGS
     logging.set_verbosity(logging.WARNING)   # keep the terminal for the ranking
     try:
-        result = run(_WORKDIR.value, bank=_BANK.value, dataset=_DATASET.value, split=_SPLIT.value,
-                     features=_FEATURES.value, labels=_LABELS.value,
-                     ptm_features=_PTM_FEATURES.value, k=_K.value, modality=_MODALITY.value)
+        result = run(fl.workdir, bank=fl.bank, dataset=fl.dataset, split=fl.split,
+                     features=fl.features, labels=fl.labels, ptm_features=fl.ptm_features,
+                     k=fl.k, modality=fl.modality)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    text = {"table": result.to_table, "json": result.to_json, "csv": result.to_csv}[_FORMAT.value]()
+    text = {"table": result.to_table, "json": result.to_json, "csv": result.to_csv}[fl.format]()
     print(text.rstrip("\n"))
 
 
-if __name__ == "__main__":
+def _define_flags() -> None:
+    """Flags are defined only when run as a program (importing run() defines none)."""
+    flags.DEFINE_string("workdir", None, "training workdir (checkpoint + config)")
+    flags.DEFINE_string("bank", None, "feature bank root (with --dataset)")
+    flags.DEFINE_string("dataset", None, "dataset of the bank to rank the zoo for")
+    flags.DEFINE_string("split", "train", "bank split holding the task's labelled examples")
+    flags.DEFINE_string("features", None, "psi features [N, D_psi] (.npy)")
+    flags.DEFINE_string("labels", None, "labels [N] (.npy)")
+    flags.DEFINE_string("ptm_features", None,
+                        "directory of {model}.npy [N, D_m] for re-ranking (k > 0)")
+    flags.DEFINE_integer("k", 0, "re-ranking budget: rescore the top k with their own features")
+    flags.DEFINE_string("modality", None, "scorer to use when the workdir holds one per "
+                        "modality (default: the dataset's, or the only one)")
+    flags.DEFINE_enum("format", "table", ["table", "json", "csv"], "output format")
     flags.mark_flag_as_required("workdir")
+
+
+if __name__ == "__main__":
+    _define_flags()
     app.run(main)
