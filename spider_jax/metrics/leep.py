@@ -44,12 +44,13 @@ def _leep_jit(source_probs, labels, mask, *, num_classes):
     w = _weights(mask, probs.shape[0], probs.dtype)
     n_real = jnp.sum(w)
     real = w > 0
-    # Segment sums / gathers (N Z work) instead of one-hot matmuls (N Z C work).
-    cls = jnp.where(real, labels, 0)                                              # padding -> 0
-    joint = jax.ops.segment_sum(probs * w[:, None], cls, num_segments=num_classes) / n_real
+    # One-hot matmuls rather than segment_sum / take: under vmap these stay batched
+    # matmuls, while batched scatters and gathers are ~9x slower on CPU.
+    onehot = jax.nn.one_hot(labels, num_classes, dtype=probs.dtype) * w[:, None]   # [N, C]
+    joint = onehot.T @ probs / n_real                                             # [C, Z]
     marginal = jnp.sum(joint, axis=0)                                             # [Z]
     cond = joint / jnp.where(marginal > 0, marginal, 1.0)[None, :]                # P(y|z)
-    eep = jnp.sum(jnp.take(cond, cls, axis=0) * probs, axis=1)                    # [N]
+    eep = jnp.sum(onehot * (probs @ cond.T), axis=1)                              # [N]
     log_eep = jnp.where(real, jnp.log(jnp.where(real, eep, 1.0)), 0.0)
     return jnp.sum(w * log_eep) / n_real
 
