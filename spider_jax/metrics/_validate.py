@@ -84,7 +84,8 @@ def _concrete(x):
 def check_static_int(value, name: str, minimum: int = 1) -> int:
     """A static (Python) integer >= ``minimum``, e.g. ``num_classes``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be a static Python int, got {type(value).__name__}: {value!r}")
+        raise ValueError(f"{name} must be a static Python int, "
+                         f"got {type(value).__name__}: {value!r}")
     value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")

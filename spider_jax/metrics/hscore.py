@@ -28,7 +28,8 @@ Implementation: one eigendecomposition, of ``X X^T`` (N x N) when N <= D or of
 pseudo-inverse, eigenvalues below ``eps * max eigenvalue`` count as zero in the
 N x N path (noise directions carry no weight there) and below
 ``sqrt(max(N, D)) * eps * max eigenvalue`` in the D x D path. Padding: masked rows
-are zeroed after centring on the real mean and N is the number of real examples. Classes absent from the task contribute zero.
+are zeroed after centring on the real mean and N is the number of real examples.
+Classes absent from the task contribute zero.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ and averages L / N over classes.
 Implementation (all classes share one spectrum; no per-class decomposition, no SVD):
 
 * Eigenvalues below ``eps * max(s)`` (Gram path) or ``sqrt(max(N, D)) * eps * max(s)``
-  (covariance path, where the pseudo-inverse needs them dropped) are set to zero, and ``N - gamma``
-  is evaluated as ``(N - #nonzero) + sum alpha / (alpha + beta s_i)`` so it keeps
+  (covariance path, where the pseudo-inverse needs them dropped) are set to zero,
+  and ``N - gamma`` is evaluated as ``(N - #nonzero) + sum alpha / (alpha + beta s_i)`` so it keeps
   its precision when gamma approaches N (N < D with separable classes).
 * ``N <= D`` (Gram path): ``F F^T = U diag(s) U^T`` (N x N) and ``p = U^T y``.
   Then ``||F m - y||^2 = sum_i p_i^2 (alpha / (alpha + beta s_i))^2`` and
@@ -138,7 +138,8 @@ def _fixed_point(s, q2, r0, n_real, dim):
     one = jnp.ones((t,), dtype)
     init = (one, one, jnp.zeros((t,), dtype), jnp.zeros((t,), dtype), jnp.ones((t,), bool))
     alpha, beta, m2, res, _ = jax.lax.fori_loop(0, MAX_ITERS, body, init)
-    logdet = jnp.sum(jnp.log(alpha[None, :] + beta[None, :] * s_), axis=0) + n_missing * jnp.log(alpha)
+    logdet = (jnp.sum(jnp.log(alpha[None, :] + beta[None, :] * s_), axis=0)
+              + n_missing * jnp.log(alpha))
     evidence = (dim / 2.0 * jnp.log(alpha) + n_real / 2.0 * jnp.log(beta)
                 - 0.5 * logdet - beta / 2.0 * res - alpha / 2.0 * m2
                 - n_real / 2.0 * jnp.log(2.0 * jnp.pi))
