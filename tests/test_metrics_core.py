@@ -152,6 +152,20 @@ def test_float64_agreement_under_x64():
 # --------------------------------------------------------------------------- edge cases
 
 
+def test_float16_inputs_computed_in_float32():
+    f, y = _task(41, 60, 8)
+    f16 = f.astype(np.float16)
+    for name, (fn, rf) in FEATURE_METRICS.items():
+        out = fn(f16, y, num_classes=C)
+        assert out.dtype == np.float32, name
+        np.testing.assert_allclose(float(out), rf(f16.astype(np.float64), y, C), rtol=1e-4,
+                                   err_msg=name)
+    p, py = _probs_task(42, 60)
+    out = metrics.leep(p.astype(np.float16), py, num_classes=C)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(float(out), ref.leep_ref(p.astype(np.float16), py, C), rtol=1e-4)
+
+
 @pytest.mark.parametrize("name", sorted(FEATURE_METRICS))
 def test_one_example_in_a_class(name):
     f, y = _task(10, 50, 8)

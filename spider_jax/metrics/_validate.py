@@ -35,6 +35,9 @@ Reusable helpers (each returns ``None`` unless documented otherwise):
 * ``check_num_real(n_real, minimum=2)``
 * ``validate_classification(x, labels, *, num_classes, mask, x_name="features")``:
   the usual combination for ``metric(features, labels, *, num_classes, mask)``.
+
+Also ``as_float(x)`` (jit-safe): the compute dtype of metric inputs -- float32 for
+integer or half-precision inputs (banks store float16), float64 kept as is.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import jax
 import numpy as np
 
 __all__ = [
+    "as_float",
     "is_traced",
     "check_static_int",
     "check_features",
@@ -55,6 +59,16 @@ __all__ = [
     "check_num_real",
     "validate_classification",
 ]
+
+
+def as_float(x):
+    """jnp array in the compute dtype: float32 unless already float32/float64."""
+    import jax.numpy as jnp
+
+    x = jnp.asarray(x)
+    if x.dtype in (jnp.float32, jnp.float64):
+        return x
+    return x.astype(jnp.float32)
 
 
 def is_traced(*xs) -> bool:

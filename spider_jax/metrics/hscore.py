@@ -51,9 +51,7 @@ def _spectral_terms(features, labels, mask, num_classes):
     support), t: [K] sum_c (u_k^T 1_c)^2 / n_c on kept directions,
     bq: [K] sum_c (v_k^T b_c)^2 / n_c (= l_k t_k without dividing by l_k).
     """
-    x = jnp.asarray(features)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.float32)
+    x = _validate.as_float(features)
     n, d = x.shape
     w = jnp.ones((n,), x.dtype) if mask is None else jnp.asarray(mask).astype(x.dtype)
     n_real = jnp.sum(w)

@@ -38,9 +38,7 @@ def _weights(mask, n, dtype):
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def _leep_jit(source_probs, labels, mask, *, num_classes):
-    probs = jnp.asarray(source_probs)
-    if not jnp.issubdtype(probs.dtype, jnp.floating):
-        probs = probs.astype(jnp.float32)
+    probs = _validate.as_float(source_probs)
     w = _weights(mask, probs.shape[0], probs.dtype)
     n_real = jnp.sum(w)
     real = w > 0

@@ -152,11 +152,6 @@ def _mask_or_ones(mask, n, dtype):
     return jnp.asarray(mask).astype(dtype)
 
 
-def _float(x):
-    x = jnp.asarray(x)
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
-
-
 def logme_from_targets(features, targets, mask, weights):
     """Jittable core: weighted mean of per-target LogME evidence.
 
@@ -178,7 +173,7 @@ def logme_from_targets(features, targets, mask, weights):
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def _logme_jit(features, labels, mask, *, num_classes):
-    features = _float(features)
+    features = _validate.as_float(features)
     mask = _mask_or_ones(mask, features.shape[0], features.dtype)
     targets = jax.nn.one_hot(labels, num_classes, dtype=features.dtype) * mask[:, None]
     present = (jnp.sum(targets, axis=0) > 0).astype(features.dtype)
@@ -187,7 +182,7 @@ def _logme_jit(features, labels, mask, *, num_classes):
 
 @jax.jit
 def _logme_regression_jit(features, targets, mask):
-    features = _float(features)
+    features = _validate.as_float(features)
     targets = jnp.asarray(targets).astype(features.dtype)
     if targets.ndim == 1:
         targets = targets[:, None]
