@@ -43,7 +43,7 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from spider_jax import bank as bank_lib
-from spider_jax import metrics, rankagg
+from spider_jax import metrics, rankagg, synthetic
 from spider_jax.sampler import TaskSampler, Zoo
 
 __all__ = ["METHODS", "label_tasks", "label_downstream", "label_batch", "hscore_variant",
@@ -339,10 +339,25 @@ def modalities_for(config, bank) -> list[str]:
     return [config.modality]
 
 
+def open_bank_for(config, workdir: str):
+    """``config.bank_dir``, or the synthetic bank of ``config.synthetic`` in WORKDIR/bank."""
+    if config.bank_dir:
+        if not os.path.exists(os.path.join(config.bank_dir, "manifest.json")):
+            raise FileNotFoundError(
+                f"no feature bank at {config.bank_dir}. Build the wheel-zoo bank with\n"
+                f"  python -m spider_jax.extract --zoo=wheel --out={config.bank_dir} && "
+                f"python -m spider_jax.groundtruth --bank={config.bank_dir}")
+        return bank_lib.open_bank(config.bank_dir)
+    if config.synthetic.get("enabled", False):
+        kwargs = {k: v for k, v in config.synthetic.items() if k != "enabled"}
+        return bank_lib.open_bank(synthetic.make_bank(os.path.join(workdir, "bank"), **kwargs))
+    raise ValueError("set --config.bank_dir (or enable config.synthetic)")
+
+
 def main(argv):
     del argv
     config = flags.FLAGS.config
-    bank = bank_lib.open_bank(config.bank_dir)
+    bank = open_bank_for(config, flags.FLAGS.workdir)
     for modality in modalities_for(config, bank):
         out = label_tasks(bank, config, modality=modality,
                           cache_dir=cache_dir_for(config, flags.FLAGS.workdir, modality))

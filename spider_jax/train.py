@@ -36,7 +36,7 @@ from absl import app, flags, logging
 from tqdm import tqdm
 
 from spider_jax import bank as bank_lib
-from spider_jax import evaluation, label, losses, synthetic
+from spider_jax import evaluation, label, losses
 from spider_jax.model import SpiderScorer, make_scorer
 from spider_jax.sampler import Zoo
 
@@ -236,20 +236,6 @@ def load_trained(workdir: str, modality: str | None = None):
 
 
 # ----------------------------------------------------------------------------- main loop
-def _open_bank(config, workdir: str):
-    if config.bank_dir:
-        if not os.path.exists(os.path.join(config.bank_dir, "manifest.json")):
-            raise FileNotFoundError(
-                f"no feature bank at {config.bank_dir}. Build the wheel-zoo bank with\n"
-                f"  python -m spider_jax.extract --zoo=wheel --out={config.bank_dir} && "
-                f"python -m spider_jax.groundtruth --bank={config.bank_dir}")
-        return bank_lib.open_bank(config.bank_dir)
-    if config.synthetic.get("enabled", False):
-        kwargs = {k: v for k, v in config.synthetic.items() if k != "enabled"}
-        return bank_lib.open_bank(synthetic.make_bank(os.path.join(workdir, "bank"), **kwargs))
-    raise ValueError("set --config.bank_dir (or enable config.synthetic)")
-
-
 def train_one(config, workdir: str, bank, modality: str, cache: str) -> dict:
     """Labels (into ``cache``), trains and evaluates the scorer of one modality in ``workdir``."""
     os.makedirs(workdir, exist_ok=True)
@@ -349,7 +335,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
       (printable), "params" (final parameters), "hscore" and "copeland_methods".
     """
     os.makedirs(workdir, exist_ok=True)
-    bank = _open_bank(config, workdir)
+    bank = label.open_bank_for(config, workdir)
     mods = label.modalities_for(config, bank)
     return {m: train_one(config, label.run_dir_for(config, workdir, m), bank, m,
                          label.cache_dir_for(config, workdir, m)) for m in mods}
@@ -362,7 +348,10 @@ def main(argv):
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)    # orbax logs every save at INFO
     t0 = time.time()
-    summaries = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    try:
+        summaries = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+    except (FileNotFoundError, FloatingPointError) as e:
+        raise SystemExit(f"error: {e}") from None
     for mod, s in summaries.items():
         if "table" in s:
             print(s["table"])

@@ -58,12 +58,18 @@ def test_load_trained_restores_final_params(trained):
     assert model.apply({"params": params}, psi, mask).shape == (2, 6)
 
 
-def test_nan_loss_stops_with_clear_message(tmp_path, monkeypatch):
-    config = smoke.get_config()
+def test_nan_loss_stops_with_clear_message(trained, tmp_path, monkeypatch):
+    ref_dir, _, _ = trained
+    config = _config()
+    config.bank_dir = os.path.join(ref_dir, "bank")            # reuse bank and label cache
+    config.label.cache_dir = str(tmp_path / "labels")
+    os.makedirs(config.label.cache_dir)
+    os.symlink(os.path.join(ref_dir, "image", "labels"), os.path.join(config.label.cache_dir, "image"))
+    config.data.num_train_tasks = config.label.chunk_size
     config.train.num_steps = 3
     monkeypatch.setattr(losses, "ranking_loss", lambda *a, **k: np.float32(np.nan) * a[1].sum())
     with pytest.raises(FloatingPointError, match="loss became nan at step 0"):
-        train.train_and_evaluate(config, str(tmp_path))
+        train.train_and_evaluate(config, str(tmp_path / "run"))
 
 
 def _launch(workdir, overrides):
@@ -88,6 +94,7 @@ def test_kill_and_resume_matches_uninterrupted(trained, tmp_path):
                  f"--config.label.cache_dir={cache}"]
     overrides += [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
     killed = str(tmp_path / "killed")
+    overrides.append("--config.eval.rerank_k=()")   # no scorer evaluation: params unaffected
     p = _launch(killed, overrides + ["--config.train.sleep_per_step=0.05"])
     ckpts = os.path.join(killed, "image", "checkpoints")
     deadline = time.time() + 120
