@@ -11,7 +11,8 @@ rows' mean and standard deviation, the one-hot targets are centred, and
 
 for every alpha of a grid (relative to the n training rows) from one eigendecomposition
 Z^T Z = V diag(lam) V^T: W = V diag(1 / (lam + alpha n)) V^T Z^T Y. The reported accuracy
-is the mean over folds at the alpha with the best mean (std over folds beside it). A
+is the mean over folds at the alpha with the best mean (std over folds beside it; picking
+alpha on the same folds is slightly optimistic, equally for every model). A
 second CV seed gives a second ranking; the weighted Kendall tau between the two seeds is
 the noise ceiling of the ground truth. "spread" = (best - worst mean) / mean fold std:
 tasks whose models all land within noise (spread < ``--min_spread``) get
