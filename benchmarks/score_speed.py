@@ -2,8 +2,9 @@
 
 Setting: a 42-PTM zoo, d = 1024, psi dim 1024, one attention layer and head (the paper's
 scorer, random parameters: speed does not depend on their values), tasks given as psi
-class centres.  Single-threaded XLA (``--xla_cpu_multi_thread_eigen=false``; process CPU time / wall
-time is printed to show it), one process.  Reports, for 10- and 100-class tasks:
+class centres.  Single-threaded: ``--xla_cpu_multi_thread_eigen=false`` and the process pinned to one
+core (``sched_setaffinity``; ``--all_cores`` lifts it); process CPU time / wall time is
+printed to show it.  Reports, for 10- and 100-class tasks:
 
 * tasks/s of the k = 0 fast path (:func:`spider_jax.ranker.fast_scores`, PTM-independent
   work once per task) and of plain ``model.apply`` (same jit, same batch) as a ratio;
@@ -31,6 +32,10 @@ import sys
 _ONE_THREAD = "--xla_cpu_multi_thread_eigen=false"
 if "--child" not in sys.argv:
     os.environ["XLA_FLAGS"] = _ONE_THREAD
+# The flag alone still let XLA's CPU runtime use both cores here (process CPU time / wall
+# time 1.7): pin the process (and the subprocesses it starts) to one core.
+if hasattr(os, "sched_setaffinity") and "--all_cores" not in sys.argv:
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_v] = "1"
@@ -151,7 +156,8 @@ def run_child(devices: int, args) -> dict:
     batch = args.per_device_batch * devices
     num_batches = max(1, args.shard_tasks // batch)
     cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--devices={devices}",
-           f"--batch={batch}", f"--num_batches={num_batches}"]
+           f"--batch={batch}", f"--num_batches={num_batches}"] \
+        + (["--all_cores"] if args.all_cores else [])
     out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -184,6 +190,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
     p.add_argument("--child", action="store_true")
+    p.add_argument("--all_cores", action="store_true", help="do not pin to one core")
     p.add_argument("--devices", type=int, default=1)
     p.add_argument("--batch", type=int, default=32, help="tasks per call, C=10 (C=100: /4)")
     p.add_argument("--per_device_batch", type=int, default=32)
@@ -194,7 +201,8 @@ def main() -> None:
         child(args.devices, args.batch, args.num_batches, 10)
         return
     reps = 3 if args.quick else 10
-    print(f"jax {jax.__version__}, {jax.device_count()} device(s), XLA_FLAGS={os.environ['XLA_FLAGS']}")
+    print(f"jax {jax.__version__}, {jax.device_count()} device(s), XLA_FLAGS="
+          f"{os.environ['XLA_FLAGS']}, CPU affinity {sorted(os.sched_getaffinity(0))}")
     peak = matmul_peak(reps=reps)
     print(f"single-thread f32 matmul peak (1024^3): {peak:.1f} GFLOP/s")
     ranker = build()
