@@ -292,7 +292,8 @@ def train_one(config, workdir: str, bank, modality: str, cache: str) -> dict:
                 _log(writer, done, {f"eval/tau_w_{k}": float(np.mean(v))
                                     for k, v in res["columns"].items()})
             if done % config.train.checkpoint_every == 0 or done == total:
-                mngr.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+                mngr.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                        config=ocp.args.JsonSave(config.to_dict())))
     finally:
         mngr.wait_until_finished()
         mngr.close()
