@@ -12,8 +12,8 @@ bank once (about 12 minutes on 2 cores), then train (run from the repository roo
 
 The bank path defaults to $SPIDER_JAX_WHEEL_BANK, else ./banks/wheel.  Differences from
 the paper's settings, for a 2-core CPU and a small zoo: d = 256 instead of 1024; tasks
-mix 1-3 of the few training datasets (3 image, 4 text), at most 10 classes of 30
-examples; 512 tasks per modality; 30 epochs of batch 16 as in the paper.
+mix 1-3 of the few training datasets (3 image, 4 text), at most 10 classes of 20
+examples; 256 tasks per modality; 30 epochs of batch 16 as in the paper.
 """
 
 import os
@@ -25,18 +25,18 @@ def get_config():
     config = default.get_config()
     config.bank_dir = os.environ.get("SPIDER_JAX_WHEEL_BANK", "banks/wheel")
     config.modality = "all"
-    config.data.num_train_tasks = 512
+    config.data.num_train_tasks = 256
     config.data.min_datasets = 1
     config.data.max_datasets = 3
     config.data.max_classes = 10
-    config.data.examples_per_class = 30
+    config.data.examples_per_class = 20
     config.label.chunk_size = 16
     config.model.d = 256
     config.train.batch_size = 16
     config.train.num_epochs = 30
     config.train.max_specific = 3
     config.train.log_every = 100
-    config.train.eval_every = 320
-    config.train.checkpoint_every = 320
+    config.train.eval_every = 160
+    config.train.checkpoint_every = 160
     config.eval.max_examples_per_class = 100
     return config
