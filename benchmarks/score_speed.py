@@ -146,8 +146,9 @@ def child(devices: int, batch: int, num_batches: int, num_classes: int) -> None:
         for _ in range(num_batches):
             parallel.global_to_host(step(params, *parallel.host_to_global((host, mask), mesh)))
 
-    t = _best_time(run, 3)
-    print(json.dumps({"devices": devices, "tasks_per_s": batch * num_batches / t}))
+    t = _best_time(run, 5)
+    print(json.dumps({"devices": devices, "tasks_per_s": batch * num_batches / t,
+                      "cpu_over_wall": _CPU["cpu"] / _CPU["wall"]}))
 
 
 def run_child(devices: int, args) -> dict:
@@ -237,13 +238,18 @@ def main() -> None:
     print(f"end to end (spider_jax.score.score_tasks: mmap float16 tasks -> sharded step -> "
           f"parts -> CSV), {e2e['tasks']} tasks of C=10: {e2e['seconds']:.2f} s = "
           f"{e2e['tasks_per_s']:.0f} tasks/s ({e2e['csv_mb']:.0f} MB of CSV)")
-    one = run_child(1, args)
-    eight = run_child(8, args)
+    ones, eights = [], []
+    for _ in range(2):       # alternate, keep the best of each (robust to outside load)
+        ones.append(run_child(1, args))
+        eights.append(run_child(8, args))
+    one = max(ones, key=lambda r: r["tasks_per_s"])
+    eight = max(eights, key=lambda r: r["tasks_per_s"])
     ratio = eight["tasks_per_s"] / one["tasks_per_s"]
     print(f"sharded scoring step (C=10, {args.per_device_batch} tasks per device, "
           f"{args.shard_tasks} tasks): 1 device "
           f"{one['tasks_per_s']:.0f} tasks/s, 8 forced host devices {eight['tasks_per_s']:.0f} "
-          f"tasks/s, ratio 8/1 = {ratio:.2f}")
+          f"tasks/s, ratio 8/1 = {ratio:.2f} (CPU/wall {one['cpu_over_wall']:.2f} and "
+          f"{eight['cpu_over_wall']:.2f})")
 
 
 if __name__ == "__main__":
