@@ -23,6 +23,14 @@ Cache: ``cache_dir/meta.json`` (fingerprint of the sampler settings and zoo) and
 ``cache_dir/chunk_XXXXXXX.npz`` (tasks [start, start + chunk)), written atomically, so
 an interrupted run resumes by skipping finished chunks.
 
+Scale-out (:mod:`spider_jax.parallel`): with a ``mesh``, each step covers enough whole
+chunks to fill the mesh's ``data`` axis (tasks padded to a multiple of it); each host
+materialises only its slice of the step's tasks (``parallel.host_slice``), the vmapped
+metrics run sharded over tasks, and the results are gathered to every host.  A chunk is
+skipped when every host sees it in the cache (agreed, so every host runs the same steps);
+process 0 alone writes the cache, so a resumed multi-host run reuses its chunks when the
+cache is on a filesystem every host sees (otherwise the missing ones are relabelled).
+
 Library use: ``label_tasks(bank, config, cache_dir=...) -> dict of arrays``.
 CLI: ``python -m spider_jax.label --config=configs/wheelzoo.py --workdir=DIR``.
 """
@@ -43,7 +51,7 @@ from ml_collections import config_flags
 from tqdm import tqdm
 
 from spider_jax import bank as bank_lib
-from spider_jax import metrics, rankagg, synthetic
+from spider_jax import metrics, parallel, rankagg, synthetic
 from spider_jax.sampler import TaskSampler, Zoo
 
 __all__ = ["METHODS", "label_tasks", "label_downstream", "label_batch", "hscore_variant",
@@ -138,44 +146,54 @@ def _copeland(scores):
 
 
 def label_batch(batch: dict, zoo: Zoo, *, num_classes: int, hscore: str,
-                methods=METHODS) -> tuple[np.ndarray, np.ndarray]:
+                methods=METHODS, mesh: jax.sharding.Mesh | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Metrics and Copeland labels for a materialised batch of T tasks.
 
     Args:
       batch: ``TaskSampler.materialize`` output (needs ``features``, ``source_probs``,
-        ``labels``, ``example_mask``).
+        ``labels``, ``example_mask``); with ``mesh``, this host's slice of the global
+        batch (the tasks axis of every host's slices concatenated in process order).
       zoo: the zoo (M PTMs).
       num_classes: padded class count C_max (static).
       hscore: "plain" | "regularized".
       methods: methods to compute (subset of METHODS).
+      mesh: run sharded over the tasks axis on this mesh's ``data`` axis (the global T
+        must be a multiple of its size); None: on the default device.
 
     Returns:
       (metric_scores [T, len(METHODS), M] float32, NaN where not computed,
-       rank_labels [T, M] float32 Copeland points over ``available_methods``).
+       rank_labels [T, M] float32 Copeland points over ``available_methods``), for the
+      global T on every host.
     """
-    labels = jnp.asarray(batch["labels"])
-    mask = jnp.asarray(batch["example_mask"], jnp.float32)
+    if mesh is None:
+        put, get = jnp.asarray, np.asarray
+    else:
+        put = functools.partial(parallel.host_to_global, mesh=mesh)
+        get = parallel.global_to_host
+    labels = put(np.asarray(batch["labels"]))
+    mask = put(np.asarray(batch["example_mask"], np.float32))
     t, m = labels.shape[0], zoo.num_models
     out = np.full((t, len(METHODS), m), np.nan, np.float32)
     for dim in sorted(set(zoo.dims)):
         group = [i for i, d in enumerate(zoo.dims) if d == dim]
-        feats = jnp.asarray(np.stack([batch["features"][i] for i in group], axis=1))
+        feats = put(np.stack([batch["features"][i] for i in group], axis=1))
         if "logme" in methods:
-            out[:, METHODS.index("logme"), group] = np.asarray(
+            out[:, METHODS.index("logme"), group] = get(
                 _logme_batched(feats, labels, mask, num_classes=num_classes))
         if "hscore" in methods:
-            out[:, METHODS.index("hscore"), group] = np.asarray(_hscore_batched(
+            out[:, METHODS.index("hscore"), group] = get(_hscore_batched(
                 feats, labels, mask, num_classes=num_classes, regularized=hscore == "regularized"))
     if {"leep", "nce"} & set(methods):
         heads = sorted({s for s, h in zip(zoo.num_source_classes, zoo.has_source_head) if h})
         for s in heads:
             group = [i for i in range(m) if zoo.has_source_head[i] and zoo.num_source_classes[i] == s]
-            probs = jnp.asarray(np.stack([batch["source_probs"][i] for i in group], axis=1))
+            probs = put(np.stack([batch["source_probs"][i] for i in group], axis=1))
             if "leep" in methods:
-                out[:, METHODS.index("leep"), group] = np.asarray(
+                out[:, METHODS.index("leep"), group] = get(
                     _leep_batched(probs, labels, mask, num_classes=num_classes))
             if "nce" in methods:
-                out[:, METHODS.index("nce"), group] = np.asarray(_nce_batched(
+                out[:, METHODS.index("nce"), group] = get(_nce_batched(
                     probs, labels, mask, num_classes=num_classes, num_source_classes=s))
     used = [METHODS.index(a) for a in available_methods(zoo, methods)]
     agg = np.asarray(_copeland(jnp.asarray(out[:, used])), np.float32)
@@ -221,13 +239,23 @@ def _open_cache(cache_dir: str, meta: dict) -> None:
     os.replace(path + ".tmp", path)
 
 
-def _label_chunk(sampler, specs, zoo, config, *, num_classes, num_examples, hscore):
-    size = config.label.chunk_size
-    padded = list(specs) + [specs[0]] * (size - len(specs))    # fixed shapes: one compile
-    batch = sampler.materialize(padded, num_classes=num_classes, num_examples=num_examples)
+def _label_step(sampler, specs, zoo, config, *, step_tasks, num_classes, num_examples, hscore,
+                mesh):
+    """Labels ``specs`` (<= step_tasks) padded to ``step_tasks``; every host gets all rows.
+
+    Each host materialises only its slice of the tasks; metric scores come from the
+    sharded computation and the task arrays (centres, masks) are all-gathered.
+    """
+    padded = list(specs) + [specs[0]] * (step_tasks - len(specs))   # fixed shapes: one compile
+    mine = padded if mesh is None else padded[parallel.host_slice(step_tasks)]
+    batch = sampler.materialize(mine, num_classes=num_classes, num_examples=num_examples)
     scores, agg = label_batch(batch, zoo, num_classes=num_classes, hscore=hscore,
-                              methods=tuple(config.label.methods))
+                              methods=tuple(config.label.methods), mesh=mesh)
     n = len(specs)
+    if jax.process_count() > 1 and mesh is not None:     # every host gets every row
+        keys = ("psi_centres", "class_mask", "specific_centres", "num_classes")
+        batch = parallel.global_to_host(parallel.host_to_global(
+            {k: np.asarray(batch[k]) for k in keys}, mesh))
     return dict(psi_centres=batch["psi_centres"][:n], class_mask=batch["class_mask"][:n],
                 specific_centres=batch["specific_centres"][:n].astype(np.float16),
                 num_classes=batch["num_classes"][:n], metric_scores=scores[:n],
@@ -235,7 +263,7 @@ def _label_chunk(sampler, specs, zoo, config, *, num_classes, num_examples, hsco
 
 
 def label_tasks(bank, config, *, modality: str, cache_dir: str, num_tasks: int | None = None,
-                progress: bool = True) -> dict:
+                progress: bool = True, mesh: jax.sharding.Mesh | None = None) -> dict:
     """Labels training tasks ``0..num_tasks-1`` of ``modality``, cached and resumable.
 
     Args:
@@ -245,6 +273,8 @@ def label_tasks(bank, config, *, modality: str, cache_dir: str, num_tasks: int |
       cache_dir: chunk directory (created; finished chunks are reused).
       num_tasks: default ``config.data.num_train_tasks``.
       progress: show a tqdm bar.
+      mesh: shard the metrics over this mesh's ``data`` axis (see module docstring);
+        None: one device, one chunk per step (all hosts compute everything).
 
     Returns:
       dict with psi_centres [T,C,Dpsi], class_mask [T,C], specific_centres [T,M,C,Dmax]
@@ -256,19 +286,42 @@ def label_tasks(bank, config, *, modality: str, cache_dir: str, num_tasks: int |
     num_tasks = int(num_tasks or config.data.num_train_tasks)
     hscore = hscore_variant(config.label.hscore, sampler.num_examples_max, zoo.max_dim)
     meta = _fingerprint(zoo, config, sampler, hscore)
-    _open_cache(cache_dir, meta)
+    main = parallel.is_main_process()
+    if main:
+        _open_cache(cache_dir, meta)
     size = int(config.label.chunk_size)
     starts = list(range(0, num_tasks, size))
-    todo = [s for s in starts if not os.path.exists(os.path.join(cache_dir, f"chunk_{s:07d}.npz"))]
+
+    def path(s):
+        return os.path.join(cache_dir, f"chunk_{s:07d}.npz")
+
+    # A chunk counts as done when every host sees it, so all hosts run the same steps.
+    done = parallel.all_processes([os.path.exists(path(s)) for s in starts])
+    if mesh is None:
+        per_step, step_tasks = 1, size
+    else:
+        shards = parallel.data_size(mesh)
+        per_step = max(1, shards // size)          # whole chunks per step to fill the mesh
+        step_tasks = parallel.round_up(per_step * size, shards)
+    todo = [s for s, d in zip(starts, done) if not d]
     if todo:
         logging.info("labelling %d tasks of %s (%d chunks to do; H-Score: %s; Copeland over %s)",
                      num_tasks, modality, len(todo), hscore, meta["copeland_methods"])
-    for s in tqdm(todo, desc=f"label {modality}", disable=not progress or not todo):
-        specs = [sampler.spec(i) for i in range(s, min(s + size, num_tasks))]
-        arrays = _label_chunk(sampler, specs, zoo, config, num_classes=sampler.max_classes,
-                              num_examples=sampler.num_examples_max, hscore=hscore)
-        _save_npz(os.path.join(cache_dir, f"chunk_{s:07d}.npz"), arrays)
-    parts = [_load_npz(os.path.join(cache_dir, f"chunk_{s:07d}.npz")) for s in starts]
+    fresh = {}
+    groups = [todo[i:i + per_step] for i in range(0, len(todo), per_step)]
+    for group in tqdm(groups, desc=f"label {modality}", disable=not progress or not todo):
+        ranges = [(s, min(s + size, num_tasks)) for s in group]
+        specs = [sampler.spec(i) for lo, hi in ranges for i in range(lo, hi)]
+        arrays = _label_step(sampler, specs, zoo, config, step_tasks=step_tasks,
+                             num_classes=sampler.max_classes,
+                             num_examples=sampler.num_examples_max, hscore=hscore, mesh=mesh)
+        offset = 0
+        for lo, hi in ranges:
+            fresh[lo] = {k: v[offset:offset + hi - lo] for k, v in arrays.items()}
+            offset += hi - lo
+            if main:
+                _save_npz(path(lo), fresh[lo])
+    parts = [fresh[s] if s in fresh else _load_npz(path(s)) for s in starts]
     out = {k: np.concatenate([p[k] for p in parts])[:num_tasks] for k in _ARRAYS}
     out["meta"] = meta
     return out
@@ -297,7 +350,7 @@ def label_downstream(bank, config, *, modality: str, cache_dir: str) -> dict:
     path = os.path.join(cache_dir, f"downstream_{key}.npz")
     if os.path.exists(path):
         out = _load_npz(path)
-    else:
+    else:       # small: computed by every host on its own device, written by process 0
         os.makedirs(cache_dir, exist_ok=True)
         batch = sampler.materialize(specs, num_classes=c_max, num_examples=n_max)
         scores, agg = label_batch(batch, zoo, num_classes=c_max, hscore=hscore,
@@ -313,7 +366,8 @@ def label_downstream(bank, config, *, modality: str, cache_dir: str) -> dict:
                    specific_centres=batch["specific_centres"].astype(np.float16),
                    num_classes=batch["num_classes"], metric_scores=scores, rank_labels=agg,
                    truth=truth)
-        _save_npz(path, out)
+        if parallel.is_main_process():
+            _save_npz(path, out)
     out["datasets"] = list(names)
     out["hscore"] = hscore
     return out
@@ -350,20 +404,28 @@ def open_bank_for(config, workdir: str):
         return bank_lib.open_bank(config.bank_dir)
     if config.synthetic.get("enabled", False):
         kwargs = {k: v for k, v in config.synthetic.items() if k != "enabled"}
-        return bank_lib.open_bank(synthetic.make_bank(os.path.join(workdir, "bank"), **kwargs))
+        root = os.path.join(workdir, "bank")
+        if parallel.is_main_process():      # one writer; the others wait, then open it
+            synthetic.make_bank(root, **kwargs)
+        parallel.sync("spider_jax.synthetic_bank")
+        return bank_lib.open_bank(root)
     raise ValueError("set --config.bank_dir (or enable config.synthetic)")
 
 
 def main(argv):
     del argv
+    parallel.maybe_initialize_distributed()
     config = flags.FLAGS.config
     bank = open_bank_for(config, flags.FLAGS.workdir)
+    mesh = parallel.make_mesh()
     for modality in modalities_for(config, bank):
-        out = label_tasks(bank, config, modality=modality,
+        out = label_tasks(bank, config, modality=modality, mesh=mesh,
+                          progress=parallel.is_main_process(),
                           cache_dir=cache_dir_for(config, flags.FLAGS.workdir, modality))
-        print(f"{modality}: {out['rank_labels'].shape[0]} tasks labelled "
-              f"(H-Score variant {out['meta']['hscore']}, Copeland over "
-              f"{out['meta']['copeland_methods']})")
+        if parallel.is_main_process():
+                print(f"{modality}: {out['rank_labels'].shape[0]} tasks labelled "
+                  f"(H-Score variant {out['meta']['hscore']}, Copeland over "
+                  f"{out['meta']['copeland_methods']})")
 
 
 if __name__ == "__main__":

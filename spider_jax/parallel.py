@@ -12,7 +12,17 @@ Every entry point (train, label, score) uses the same recipe:
 3. Batches are sharded on ``data`` (``batch_sharding``), parameters replicated
       (``replicated``). Each host reads only its own slice of the work (``host_slice``) and
       ``host_to_global`` stitches the per-host numpy slices into one global ``jax.Array``.
-4. Only process 0 logs and writes files (``is_main_process``).
+4. Only process 0 logs and writes files (``is_main_process``); decisions that depend on
+      files (what is already done) are agreed by all processes (``all_processes``) so
+      every host runs the same collectives; ``sync`` is a
+      barrier after process 0 has written something the others then read.
+
+Manual multi-host launch (any cluster, or several processes on one machine)::
+
+    JAX_COORDINATOR_ADDRESS=host0:1234 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=0 \
+        python -m spider_jax.train --config=... --workdir=/shared/run      # on host 0
+    JAX_COORDINATOR_ADDRESS=host0:1234 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=1 \
+        python -m spider_jax.train --config=... --workdir=/shared/run      # on host 1
 """
 
 from __future__ import annotations
@@ -29,6 +39,10 @@ DATA_AXIS = "data"
 MODEL_AXIS = "model"
 
 _DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "COORDINATOR_ADDRESS")
+# JAX reads the coordinator address from the environment but not the process count/id
+# (those come from a detected cluster: SLURM, Cloud TPU, MPI); these fill them in.
+_NUM_PROCESSES_ENV = "JAX_NUM_PROCESSES"
+_PROCESS_ID_ENV = "JAX_PROCESS_ID"
 
 
 def _launched_multihost() -> bool:
@@ -52,7 +66,8 @@ def maybe_initialize_distributed(force: bool | None = None, **kwargs: Any) -> bo
             task, or a multi-worker Cloud TPU slice).
         **kwargs: passed to ``jax.distributed.initialize`` (``coordinator_address``,
             ``num_processes``, ``process_id``, ...); without them JAX reads its cluster
-            environment (SLURM, TPU, ``JAX_*`` variables).
+            environment (SLURM, TPU, ``JAX_COORDINATOR_ADDRESS``), and ``num_processes`` /
+            ``process_id`` default to ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` when set.
 
     Returns:
         Whether the distributed runtime was initialised by this call.
@@ -64,6 +79,9 @@ def maybe_initialize_distributed(force: bool | None = None, **kwargs: Any) -> bo
         return False
     # CPU hosts need a collectives backend for cross-process reductions (GPU/TPU ignore it).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    for key, env in (("num_processes", _NUM_PROCESSES_ENV), ("process_id", _PROCESS_ID_ENV)):
+        if kwargs.get(key) is None and os.environ.get(env, "") != "":
+            kwargs[key] = int(os.environ[env])
     jax.distributed.initialize(**kwargs)
     return True
 
@@ -71,6 +89,27 @@ def maybe_initialize_distributed(force: bool | None = None, **kwargs: Any) -> bo
 def is_main_process() -> bool:
     """True on process 0, the only one that logs, plots and writes result files."""
     return jax.process_index() == 0
+
+
+def sync(name: str) -> None:
+    """Barrier across processes (no-op with one): e.g. after process 0 wrote a file."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices(name)
+
+
+def all_processes(flags: np.ndarray) -> np.ndarray:
+    """Element-wise AND of a bool array over processes (identity with one process).
+
+    Used for decisions read from files (which cache chunks exist) so every host takes the
+    same branch and enters the same collectives, whether or not hosts share a filesystem.
+    """
+    flags = np.asarray(flags, bool)
+    if jax.process_count() == 1:
+        return flags
+    from jax.experimental import multihost_utils
+    gathered = multihost_utils.process_allgather(flags.astype(np.int32))
+    return np.asarray(gathered).reshape(jax.process_count(), *flags.shape).all(axis=0)
 
 
 def make_mesh(model_parallel: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -107,6 +146,17 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:
     """Sharding that splits the leading (batch) axis over ``data``; other axes whole."""
     return NamedSharding(mesh, P(DATA_AXIS, *([None] * (ndim - 1))))
+
+
+def replicate_like(tree: Any, mesh: Mesh) -> Any:
+    """The replicated sharding for every leaf of ``tree`` (e.g. a ``jax.eval_shape`` result)."""
+    return jax.tree.map(lambda _: replicated(mesh), tree)
+
+
+def with_shardings(abstract: Any, shardings: Any) -> Any:
+    """``ShapeDtypeStruct`` leaves carrying their target sharding (for orbax restore)."""
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        abstract, shardings)
 
 
 def check_batch(global_batch: int, mesh: Mesh) -> None:

@@ -16,6 +16,15 @@
 6. prints tau_w per downstream dataset: Model Spider (k = 0, k = 3), RankAgg and every
    single metric computed on the downstream task's own features.
 
+Scale-out (:mod:`spider_jax.parallel`; the same code on 1 CPU, 8 GPUs or a TPU pod): a
+``(data, model)`` mesh over every device; parameters and optimizer state replicated and
+created already sharded (``jax.eval_shape`` -> shardings -> ``jit(init, out_shardings)``);
+each global batch (``train.batch_size``, a multiple of the data axis) sharded on ``data``,
+each host building only its rows (``parallel.host_slice``); ``train_step`` jitted with
+explicit in/out shardings, donating the state.  Only process 0 logs and writes JSON; every
+process calls the orbax save/restore (collective).  Multi-host: launch one process per host
+(``launch/``); ``main`` joins them with ``parallel.maybe_initialize_distributed()``.
+
 ``load_trained(workdir, modality=None) -> (config, model, params, zoo)`` restores a run.
 """
 
@@ -36,7 +45,7 @@ from absl import app, flags, logging
 from tqdm import tqdm
 
 from spider_jax import bank as bank_lib
-from spider_jax import evaluation, label, losses
+from spider_jax import evaluation, label, losses, parallel
 from spider_jax.model import SpiderScorer, make_scorer
 from spider_jax.sampler import Zoo
 
@@ -59,8 +68,15 @@ def make_optimizer(config, total_steps: int) -> tuple[optax.GradientTransformati
     return opt, schedule
 
 
-def make_train_step(model: SpiderScorer, tx: optax.GradientTransformation, loss_name: str):
-    """A pure ``train_step(state, batch, base_rng) -> (state, metrics)`` (jitted, donating)."""
+def make_train_step(model: SpiderScorer, tx: optax.GradientTransformation, loss_name: str,
+                    mesh: jax.sharding.Mesh | None = None, state_shardings=None):
+    """A pure ``train_step(state, batch, base_rng) -> (state, metrics)`` (jitted, donating).
+
+    With ``mesh`` (and the state's ``state_shardings``), the step is jitted with explicit
+    shardings: state as given (replicated), every batch leaf split on ``data`` along its
+    leading axis, rng and metrics replicated.  The loss is a mean over the global batch,
+    so XLA inserts the gradient all-reduce over ``data``.
+    """
 
     def loss_fn(params, batch, rng):
         scores = model.apply({"params": params}, batch["psi_centres"], batch["class_mask"],
@@ -74,9 +90,15 @@ def make_train_step(model: SpiderScorer, tx: optax.GradientTransformation, loss_
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         new = {"step": state["step"] + 1, "params": params, "opt_state": opt_state}
-        return new, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return new, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
-    return jax.jit(train_step, donate_argnums=(0,))
+    if mesh is None:
+        return jax.jit(train_step, donate_argnums=(0,))
+    rep = parallel.replicated(mesh)
+    batch_sh = {k: parallel.batch_sharding(mesh, n) for k, n in _BATCH_NDIM.items()}
+    return jax.jit(train_step, donate_argnums=(0,),
+                   in_shardings=(state_shardings, batch_sh, rep),
+                   out_shardings=(state_shardings, {"loss": rep, "grad_norm": rep}))
 
 
 @functools.partial(jax.jit, static_argnames=("model",))
@@ -114,8 +136,22 @@ def steps_per_epoch(num_tasks: int, batch_size: int) -> int:
     return num_tasks // batch_size
 
 
-def make_batch(labels: dict, step: int, config, num_models: int) -> dict:
-    """The batch of ``step``: a pure function of (config seeds, step)."""
+_BATCH_NDIM = {"psi_centres": 3, "class_mask": 2, "specific_centres": 4, "specific_mask": 2,
+               "targets": 2, "model_mask": 2}
+
+
+def make_batch(labels: dict, step: int, config, num_models: int,
+               rows: slice | None = None) -> dict:
+    """The batch of ``step``: a pure function of (config seeds, step).
+
+    Args:
+      labels: ``label.label_tasks`` output.
+      step: global step.
+      config: the run config (``seed``, ``train.batch_size``, ``train.max_specific``).
+      num_models: M.
+      rows: the rows of the global batch to build (this host's
+        ``parallel.host_slice(batch_size)``); default all.
+    """
     b, k_max = config.train.batch_size, config.train.max_specific
     t = labels["rank_labels"].shape[0]
     spe = steps_per_epoch(t, b)
@@ -127,12 +163,15 @@ def make_batch(labels: dict, step: int, config, num_models: int) -> dict:
     spec_mask = np.zeros((b, num_models), bool)
     for i in range(b):
         spec_mask[i, rng.choice(num_models, k, replace=False)] = True
+    if rows is not None:        # this host's rows only (the rng above covers all of them)
+        idx, spec_mask = idx[rows], spec_mask[rows]
+    n = len(idx)
     return {"psi_centres": labels["psi_centres"][idx],
             "class_mask": labels["class_mask"][idx],
             "specific_centres": labels["specific_centres"][idx].astype(np.float32),
             "specific_mask": spec_mask,
             "targets": labels["rank_labels"][idx].astype(np.float32),
-            "model_mask": np.ones((b, num_models), bool)}
+            "model_mask": np.ones((n, num_models), bool)}
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -187,6 +226,7 @@ def _checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
 
 
 def _init_state(model, tx, zoo: Zoo, c_max: int, seed: int) -> dict:
+    """Fresh train state (pure; jit it with ``out_shardings`` to create it sharded)."""
     psi = jnp.zeros((1, c_max, zoo.psi_dim), jnp.float32)
     cm = jnp.ones((1, c_max), bool)
     spec = jnp.zeros((1, zoo.num_models, c_max, zoo.max_dim), jnp.float32)
@@ -235,11 +275,38 @@ def load_trained(workdir: str, modality: str | None = None):
     return config, model, state["state"]["params"], zoo
 
 
+def create_state(model, tx, zoo: Zoo, c_max: int, seed: int, mesh) -> tuple[dict, object]:
+    """The train state created already sharded on ``mesh`` (replicated), and its shardings.
+
+    ``jax.eval_shape`` gives the state's structure without computing it, the shardings
+    follow from it, and ``jit(init, out_shardings=...)`` materialises every leaf directly
+    in place on every device (no host copy, no transfer afterwards).
+    """
+    init = functools.partial(_init_state, model, tx, zoo, c_max, seed)
+    shardings = parallel.replicate_like(jax.eval_shape(init), mesh)
+    return jax.jit(init, out_shardings=shardings)(), shardings
+
+
+def _host_params(params):
+    """Parameters as host numpy (evaluation runs per host, outside the mesh)."""
+    return jax.tree.map(np.asarray, params)
+
+
 # ----------------------------------------------------------------------------- main loop
-def train_one(config, workdir: str, bank, modality: str, cache: str) -> dict:
-    """Labels (into ``cache``), trains and evaluates the scorer of one modality in ``workdir``."""
-    os.makedirs(workdir, exist_ok=True)
-    labels = label.label_tasks(bank, config, modality=modality, cache_dir=cache)
+def train_one(config, workdir: str, bank, modality: str, cache: str,
+              mesh: jax.sharding.Mesh | None = None) -> dict:
+    """Labels (into ``cache``), trains and evaluates the scorer of one modality in ``workdir``.
+
+    Args:
+      mesh: device mesh; default ``parallel.make_mesh()`` over every device of every host.
+    """
+    mesh = parallel.make_mesh() if mesh is None else mesh
+    parallel.check_batch(config.train.batch_size, mesh)
+    main = parallel.is_main_process()
+    if main:
+        os.makedirs(workdir, exist_ok=True)
+    labels = label.label_tasks(bank, config, modality=modality, cache_dir=cache, mesh=mesh,
+                               progress=main)
     downstream = label.label_downstream(bank, config, modality=modality, cache_dir=cache)
     _, zoo = label.zoo_for(bank, modality)
     model = make_scorer(config, zoo.dims)
@@ -247,30 +314,33 @@ def train_one(config, workdir: str, bank, modality: str, cache: str) -> dict:
     total = config.train.num_steps or config.train.num_epochs * steps_per_epoch(t, b)
     tx, schedule = make_optimizer(config, total)
     c_max = labels["class_mask"].shape[1]
-    _write_json(os.path.join(workdir, "config.json"), config.to_dict())
-    _write_json(os.path.join(workdir, "zoo.json"), {"zoo": zoo.to_json(), "num_classes": c_max,
-                                                   "label_meta": labels["meta"]})
-    state = _init_state(model, tx, zoo, c_max, config.seed)
+    if main:
+        _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+        _write_json(os.path.join(workdir, "zoo.json"), {
+            "zoo": zoo.to_json(), "num_classes": c_max, "label_meta": labels["meta"]})
+    state, state_sh = create_state(model, tx, zoo, c_max, config.seed, mesh)
     mngr = _checkpoint_manager(workdir, config)
-    if mngr.latest_step() is not None:
+    if mngr.latest_step() is not None:   # every process restores (orbax is collective)
         restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(jax.eval_shape(lambda: state))))
+            state=ocp.args.StandardRestore(parallel.with_shardings(state, state_sh))))
         state = restored["state"]
         logging.info("resumed %s from step %d", workdir, int(state["step"]))
     start = int(state["step"])
-    train_step = make_train_step(model, tx, config.train.loss)
+    train_step = make_train_step(model, tx, config.train.loss, mesh, state_sh)
+    rows = parallel.host_slice(b)
     base_rng = jax.random.PRNGKey(config.seed + 1)
     writer = _summary_writer(workdir)
     history, evals = [], []
     ks = tuple(int(k) for k in config.eval.rerank_k)
     if downstream and start == 0:      # the untrained scorer, for reference
-        res = evaluate(model, state["params"], downstream, zoo, ks)
+        res = evaluate(model, _host_params(state["params"]), downstream, zoo, ks)
         evals.append({"step": 0, **{k: float(np.mean(v)) for k, v in res["columns"].items()}})
     try:
-        bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {modality}")
+        bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {modality}",
+                   disable=not main)
         for step in bar:
-            batch = make_batch(labels, step, config, zoo.num_models)
-            state, m = train_step(state, batch, base_rng)
+            batch = make_batch(labels, step, config, zoo.num_models, rows)
+            state, m = train_step(state, parallel.host_to_global(batch, mesh), base_rng)
             if config.train.sleep_per_step:
                 time.sleep(config.train.sleep_per_step)
             loss = float(m["loss"])
@@ -287,7 +357,7 @@ def train_one(config, workdir: str, bank, modality: str, cache: str) -> dict:
                 bar.set_postfix(loss=f"{loss:.4f}")
                 _log(writer, done, {f"train/{k}": v for k, v in row.items() if k != "step"})
             if downstream and (done % config.train.eval_every == 0 or done == total):
-                res = evaluate(model, state["params"], downstream, zoo, ks)
+                res = evaluate(model, _host_params(state["params"]), downstream, zoo, ks)
                 evals.append({"step": done, **{k: float(np.mean(v)) for k, v in res["columns"].items()}})
                 _log(writer, done, {f"eval/tau_w_{k}": float(np.mean(v))
                                     for k, v in res["columns"].items()})
@@ -303,7 +373,7 @@ def train_one(config, workdir: str, bank, modality: str, cache: str) -> dict:
                "hscore": labels["meta"]["hscore"],
                "copeland_methods": labels["meta"]["copeland_methods"]}
     if downstream:
-        res = evaluate(model, state["params"], downstream, zoo, ks)
+        res = evaluate(model, _host_params(state["params"]), downstream, zoo, ks)
         summary["final"] = res
         summary["table"] = format_table(
             res, f"tau_w per downstream dataset ({modality} zoo, {zoo.num_models} PTMs)")
@@ -327,8 +397,13 @@ def _log(writer, step: int, scalars: dict) -> None:
         writer.flush()
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+def train_and_evaluate(config, workdir: str, mesh: jax.sharding.Mesh | None = None) -> dict:
     """Trains one scorer per modality of ``config`` in ``workdir``; returns the summaries.
+
+    Args:
+      config: the run config.
+      workdir: run directory (on a filesystem every host sees when multi-host).
+      mesh: device mesh; default every device of every host.
 
     Returns:
       {modality: summary} with "history" (loss, grad_norm, lr per log step), "evals"
@@ -339,13 +414,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
     bank = label.open_bank_for(config, workdir)
     mods = label.modalities_for(config, bank)
     return {m: train_one(config, label.run_dir_for(config, workdir, m), bank, m,
-                         label.cache_dir_for(config, workdir, m)) for m in mods}
+                         label.cache_dir_for(config, workdir, m), mesh) for m in mods}
 
 
 # ----------------------------------------------------------------------------- CLI
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    parallel.maybe_initialize_distributed()
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)    # orbax logs every save at INFO
     t0 = time.time()
@@ -353,6 +429,8 @@ def main(argv):
         summaries = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
     except (FileNotFoundError, FloatingPointError) as e:
         raise SystemExit(f"error: {e}") from None
+    if not parallel.is_main_process():
+        return
     for mod, s in summaries.items():
         if "table" in s:
             print(s["table"])
