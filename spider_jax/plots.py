@@ -110,9 +110,11 @@ def truth_axis_label(bank) -> str:
     protocol = str(gt.get("protocol", "")).lower()
     if "synthetic" in protocol:
         return "ground-truth transfer score (synthetic bank)"
+    if "linear" in protocol or not protocol:
+        return "linear-probe transfer accuracy"
     if "fine-tun" in protocol or "finetun" in protocol:
         return "fine-tuned transfer accuracy"
-    return "linear-probe transfer accuracy"
+    return "ground-truth transfer accuracy"
 
 
 def scatter_points(ranker: Ranker, bank, datasets: Sequence[str], *, k: int = 0,

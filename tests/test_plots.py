@@ -41,6 +41,20 @@ def test_sample_dataset_tasks_first_is_whole_dataset():
     assert (mask[1:].sum(1) >= 2).all()
 
 
+@pytest.mark.parametrize("protocol,label", [
+    ("linear-probe transfer accuracy (not fine-tuning): ridge CV", "linear-probe transfer accuracy"),
+    ("fine-tuned accuracy, 30 epochs", "fine-tuned transfer accuracy"),
+    ("synthetic: mean class separability", "ground-truth transfer score (synthetic bank)"),
+])
+def test_truth_axis_label(tmp_path, protocol, label):
+    bank_lib.write_groundtruth(str(tmp_path), {}, protocol=protocol)
+
+    class _Bank:
+        root = str(tmp_path)
+
+    assert plots.truth_axis_label(_Bank()) == label
+
+
 def test_scatter_points_and_png(bank_and_ranker, tmp_path):
     bank, ranker = bank_and_ranker
     points = plots.scatter_points(ranker, bank, bank.pool("downstream"), k=0)
