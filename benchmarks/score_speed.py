@@ -2,9 +2,9 @@
 
 Setting: a 42-PTM zoo, d = 1024, psi dim 1024, one attention layer and head (the paper's
 scorer, random parameters: speed does not depend on their values), tasks given as psi
-class centres.  Single-threaded: ``--xla_cpu_multi_thread_eigen=false`` and the process pinned to one
-core (``sched_setaffinity``; ``--all_cores`` lifts it); process CPU time / wall time is
-printed to show it.  Reports, for 10- and 100-class tasks:
+class centres.  Single-threaded: ``--xla_cpu_multi_thread_eigen=false`` and the process
+pinned to one core (``sched_setaffinity``; ``--all_cores`` lifts it); process CPU time /
+wall time is printed to show it.  Reports, for 10- and 100-class tasks:
 
 * tasks/s of the k = 0 fast path (:func:`spider_jax.ranker.fast_scores`, PTM-independent
   work once per task) and of plain ``model.apply`` (same jit, same batch) as a ratio;

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from spider_jax import evaluation  # noqa: E402
-from spider_jax.ranker import Ranker, Task  # noqa: E402
+from spider_jax.ranker import Ranker  # noqa: E402
 
 __all__ = ["sample_dataset_tasks", "cluster_similarity", "draw_spider_charts",
            "scatter_points", "draw_scatter", "truth_axis_label"]

@@ -183,7 +183,8 @@ def fast_scores(fast: Mapping[str, Any], psi_centres: jax.Array,
     psi = psi_centres.astype(jnp.float32)
     if "proj_w" in fast:  # 'token' route: project to tokens first (biases are folded)
         psi = jnp.einsum("bcp,pd->bcd", psi, fast["proj_w"])
-    logits = jnp.einsum("bcp,mhp->bmhc", psi, fast["logit_w"]) + fast["logit_bias"][None, :, :, None]
+    logits = jnp.einsum("bcp,mhp->bmhc", psi, fast["logit_w"]) \
+        + fast["logit_bias"][None, :, :, None]
     logits = jnp.where(class_mask.astype(bool)[:, None, None, :], logits, _NEG)
     b, c = psi.shape[:2]
     m, h = fast["logit_self"].shape

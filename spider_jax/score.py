@@ -40,7 +40,6 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
-from typing import Any
 
 import jax
 import numpy as np

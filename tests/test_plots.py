@@ -42,7 +42,8 @@ def test_sample_dataset_tasks_first_is_whole_dataset():
 
 
 @pytest.mark.parametrize("protocol,label", [
-    ("linear-probe transfer accuracy (not fine-tuning): ridge CV", "linear-probe transfer accuracy"),
+    ("linear-probe transfer accuracy (not fine-tuning): ridge CV",
+     "linear-probe transfer accuracy"),
     ("fine-tuned accuracy, 30 epochs", "fine-tuned transfer accuracy"),
     ("synthetic: mean class separability", "ground-truth transfer score (synthetic bank)"),
 ])
