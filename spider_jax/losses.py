@@ -3,9 +3,17 @@
 * :func:`listmle` — the paper's Eq. 4 (Plackett-Luce negative log-likelihood of the
   supervising order):
   ``l(s, t) = sum_{m=1}^{M} [ log sum_{l>=m} exp(s_dsc(l)) - s_dsc(m) ]``
-  where ``dsc`` sorts the targets ``t`` in descending order; ties are broken
-  deterministically by model index (lower index first); masked PTMs are left out of
-  both the order and every denominator.
+  where ``dsc`` sorts the targets ``t`` in descending order; masked PTMs are left out of
+  both the order and every denominator. Ties (frequent: Copeland points over a few
+  methods) are handled deterministically in one of two ways:
+
+  - ``ties="breslow"`` (default): every PTM's denominator runs over all PTMs whose target
+    is lower *or equal*, ``sum_m [log sum_{l: t_l <= t_m} exp(s_l) - s_m]`` (Breslow's
+    tie rule for Plackett-Luce / Cox partial likelihoods). It equals Eq. 4 exactly when
+    there are no ties and is symmetric within a tied group, so it teaches no preference
+    the supervision does not hold.
+  - ``ties="index"``: ties broken by model index (lower index first). Simple, but on
+    tie-heavy supervision it systematically pushes low-index PTMs up.
 * :func:`listnet` — cross-entropy between softmax(t / temperature) and softmax(s).
 * :func:`mse` — squared error against per-list standardised targets.
 
@@ -27,7 +35,8 @@ def _mask(scores, mask):
     return jnp.ones(scores.shape, bool) if mask is None else jnp.asarray(mask, bool)
 
 
-def listmle(scores, targets, mask=None, *, average_positions: bool = False):
+def listmle(scores, targets, mask=None, *, average_positions: bool = False,
+            ties: str = "breslow"):
     """Eq. 4 per list.
 
     Args:
@@ -36,11 +45,17 @@ def listmle(scores, targets, mask=None, *, average_positions: bool = False):
       mask: [..., M] bool, True for PTMs that take part (default all).
       average_positions: divide by the number of valid PTMs (the release's variant;
         Adam is invariant to this constant rescaling up to epsilon).
+      ties: "breslow" (symmetric, default) or "index" (lower model index first); see the
+        module docstring.
 
     Returns:
       [...] loss per list.
     """
+    if ties not in ("breslow", "index"):
+        raise ValueError(f"ties must be 'breslow' or 'index', got {ties!r}")
     valid = _mask(scores, mask)
+    if ties == "breslow":
+        return _listmle_breslow(scores, targets, valid, average_positions)
     # Stable argsort on (-target) with masked entries pushed to the end.
     key = jnp.where(valid, -targets.astype(jnp.float32), jnp.inf)
     order = jnp.argsort(key, axis=-1, stable=True)
@@ -53,6 +68,20 @@ def listmle(scores, targets, mask=None, *, average_positions: bool = False):
     loss = per_pos.sum(-1)
     if average_positions:
         loss = loss / jnp.maximum(v.sum(-1), 1)
+    return loss
+
+
+def _listmle_breslow(scores, targets, valid, average_positions):
+    """sum_m [log sum_{l valid, t_l <= t_m} exp(s_l) - s_m] over valid m; O(M^2) per list."""
+    s = jnp.where(valid, scores.astype(jnp.float32), -_BIG)
+    t = targets.astype(jnp.float32)
+    # at_or_below[..., m, l]: PTM l is in PTM m's denominator.
+    at_or_below = (t[..., None, :] <= t[..., :, None]) & valid[..., None, :]
+    logits = jnp.where(at_or_below, s[..., None, :], -_BIG)
+    denom = jax.nn.logsumexp(logits, axis=-1)
+    loss = jnp.where(valid, denom - s, 0.0).sum(-1)
+    if average_positions:
+        loss = loss / jnp.maximum(valid.sum(-1), 1)
     return loss
 
 

@@ -33,10 +33,38 @@ def test_listmle_matches_eq4():
     np.testing.assert_allclose(got, want, rtol=1e-5)
 
 
-def test_listmle_ties_broken_by_model_index():
+def breslow_reference(scores, targets):
+    """Breslow ties: sum_m [log sum_{l: t_l <= t_m} exp(s_l) - s_m], written as loops."""
+    s = np.asarray(scores, np.float64)
+    t = np.asarray(targets, np.float64)
+    return sum(np.log(sum(np.exp(s[l]) for l in range(len(s)) if t[l] <= t[m])) - s[m]
+               for m in range(len(s)))
+
+
+def test_listmle_breslow_ties_are_symmetric_and_match_reference():
     s = np.array([0.3, -1.0, 2.0, 0.5], np.float32)
     t = np.array([1.0, 1.0, 0.0, 1.0], np.float32)       # Copeland-like ties
     got = float(losses.listmle(jnp.asarray(s), jnp.asarray(t)))
+    np.testing.assert_allclose(got, breslow_reference(s, t), rtol=1e-6)
+    # Permuting scores within the tied group {0, 1, 3} leaves the loss unchanged
+    # (no preference among tied PTMs), unlike index tie-breaking.
+    s2 = s[[3, 0, 2, 1]]
+    np.testing.assert_allclose(float(losses.listmle(jnp.asarray(s2), jnp.asarray(t))), got,
+                               rtol=1e-6)
+    assert not np.isclose(float(losses.listmle(jnp.asarray(s2), jnp.asarray(t), ties="index")),
+                          float(losses.listmle(jnp.asarray(s), jnp.asarray(t), ties="index")))
+    # Without ties both rules are exactly Eq. 4.
+    u = np.array([3.0, 1.0, 0.0, 2.0], np.float32)
+    np.testing.assert_allclose(float(losses.listmle(jnp.asarray(s), jnp.asarray(u))),
+                               listmle_reference(s, u), rtol=1e-6)
+    with pytest.raises(ValueError, match="ties"):
+        losses.listmle(jnp.asarray(s), jnp.asarray(t), ties="random")
+
+
+def test_listmle_ties_broken_by_model_index():
+    s = np.array([0.3, -1.0, 2.0, 0.5], np.float32)
+    t = np.array([1.0, 1.0, 0.0, 1.0], np.float32)       # Copeland-like ties
+    got = float(losses.listmle(jnp.asarray(s), jnp.asarray(t), ties="index"))
     np.testing.assert_allclose(got, listmle_reference(s, t), rtol=1e-6)
     # Same as the explicit order 0, 1, 3, 2.
     perm = [0, 1, 3, 2]
