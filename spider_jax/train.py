@@ -241,13 +241,16 @@ def _write_json(path: str, obj) -> None:
     os.replace(path + ".tmp", path)
 
 
-def load_trained(workdir: str, modality: str | None = None):
+def load_trained(workdir: str, modality: str | None = None,
+                 mesh: jax.sharding.Mesh | None = None):
     """Restores a trained run: ``(config, model, params, zoo)``.
 
     Args:
       workdir: the ``--workdir`` of the run, or its per-modality sub-directory.
       modality: which sub-run when ``workdir`` holds several (W/image, W/text); may be
         omitted when there is exactly one.
+      mesh: where the parameters are placed (replicated); default every device. Any
+        device count and process count may restore a checkpoint saved by any other.
     """
     if not os.path.exists(os.path.join(workdir, "zoo.json")):
         subs = [m for m in bank_lib.MODALITIES if os.path.exists(os.path.join(workdir, m, "zoo.json"))]
@@ -266,11 +269,15 @@ def load_trained(workdir: str, modality: str | None = None):
     model = make_scorer(config, zoo.dims)
     tx, _ = make_optimizer(config, 10)
     abstract = jax.eval_shape(lambda: _init_state(model, tx, zoo, meta["num_classes"], 0))
+    # Restore replicated onto this job's mesh, whatever topology saved it (a pod's
+    # checkpoint loads on a laptop): orbax otherwise reuses the saved shardings.
+    target = parallel.with_shardings(
+        abstract, parallel.replicate_like(abstract, mesh or parallel.make_mesh()))
     mngr = _checkpoint_manager(workdir, config)
     step = mngr.latest_step()
     if step is None:
         raise ValueError(f"no checkpoint under {workdir}/checkpoints")
-    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
     mngr.close()
     return config, model, state["state"]["params"], zoo
 
