@@ -294,6 +294,7 @@ class _TaskRunner:
             fwd_s, fwd_mb = self._forward(fwd_names, n)
             fit_mb = stats["bytes"] / 2 ** 20
             results.append({
+                "forward_ptms": list(fwd_names), "fit_mb": fit_mb,
                 "method": method, "kind": kind, "tau_w": _tau(truth, pred),
                 "regret": _regret(truth, pred), "num_examples": n,
                 "ptms_scored": int(np.isfinite(pred).sum()), "num_ptms": len(self.models),
@@ -370,9 +371,38 @@ def run_modality(bank, modality: str, ranker, *, method_names, hscore_rule, cost
                             "peak_mb"):
                     row[key] = float(np.mean([r[key] for r in rs]))
                 row["forward_measured"] = all(r["forward_measured"] for r in rs)
+                row["forward_ptms"] = ["+".join(r["forward_ptms"]) for r in rs]
+                row["fit_mb"] = float(np.max([r["fit_mb"] for r in rs]))
                 rows.append(row)
             log(f"[{modality}] {ds} {protocol}: {len(inst)} instance(s) in {time.time() - t0:.1f} s")
     return rows, task_meta
+
+
+def apply_costs(rows, costs: dict | None) -> None:
+    """Recomputes forward_s / total_s / peak_mb of rows from per-PTM forward costs.
+
+    Each row keeps the PTMs it ran per trial (``forward_ptms``) and its fit cost, so a
+    re-measured ``forward_costs.json`` re-prices the forward passes without re-scoring.
+    """
+    if costs is None:
+        return
+    for r in rows:
+        if "forward_ptms" not in r:
+            continue
+        secs, mbs = [], []
+        for names in r["forward_ptms"]:
+            names = [x for x in names.split("+") if x]
+            if any(x not in costs for x in names):
+                secs, mbs = [float("nan")], [float("nan")]
+                break
+            secs.append(sum(costs[x]["seconds_per_example"] for x in names) * r["num_examples"])
+            mbs.append(max([costs[x].get("model_peak_mb", costs[x]["peak_rss_mb"])
+                            for x in names] or [0.0]))
+        r["forward_s"] = float(np.mean(secs))
+        r["forward_measured"] = bool(np.isfinite(r["forward_s"]))
+        r["total_s"] = (r["forward_s"] if r["forward_measured"] else 0.0) + r["fit_s"]
+        fwd_mb = float(np.max(mbs))
+        r["peak_mb"] = max(fwd_mb, r["fit_mb"]) if np.isfinite(fwd_mb) else r["fit_mb"]
 
 
 # ----------------------------------------------------------------------------- anchors
@@ -691,6 +721,8 @@ def run_benchmark(config, workdir: str, out_dir: str, *, protocols=PROTOCOLS, sh
 def report(config, workdir, out_dir, *, rows, ablation_rows, task_meta, costs, bank, mods,
            anchors_dir="", results_md="", command="", trials=30, shots=10, log=print) -> dict:
     """Writes results.csv / results.md / summary.json / figures from computed rows."""
+    apply_costs(rows, costs)
+    apply_costs(ablation_rows, costs)
     summary = summarize(rows)
     paths = {"csv": os.path.join(out_dir, "results.csv"),
              "md": os.path.join(out_dir, "results.md"),
@@ -744,6 +776,11 @@ def _reading(summary, rows, task_meta, bank, costs) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- CLI
+def _load_json(path: str):
+    with open(path) as fh:
+        return json.load(fh)
+
+
 def _define_flags():
     config_flags.DEFINE_config_file("config", None, "training config (configs/*.py)")
     flags.DEFINE_string("workdir", None, "trained Model Spider workdir (trained there if empty)")
@@ -758,7 +795,9 @@ def _define_flags():
     flags.DEFINE_string("forward_costs", "", "forward-cost JSON (default OUT/forward_costs.json)")
     flags.DEFINE_bool("measure_forward", True, "measure PTM forward costs with the adapters")
     flags.DEFINE_integer("seed", 0, "few-shot sampling seed")
-    flags.DEFINE_bool("report_only", False, "re-render OUT/rows.json (no scoring)")
+    flags.DEFINE_bool("report_only", False, "re-render OUT/rows.json (no scoring); with "
+                      "--forward_costs, re-price the forward passes from that file")
+    flags.DEFINE_bool("measure_forward_only", False, "only (re)measure the forward costs")
     flags.mark_flags_as_required(["config", "workdir", "out"])
 
 
@@ -777,13 +816,23 @@ def main(argv):
     command = "python -m spider_jax.benchmark " + " ".join(sys.argv[1:])
     t0 = time.time()
     try:
+        if f.measure_forward_only:
+            bank = label.open_bank_for(f.config, f.workdir)
+            path = f.forward_costs or os.path.join(f.out, "forward_costs.json")
+            if os.path.exists(path):
+                os.remove(path)
+            if forward_cost.load_or_measure(path, bank) is None:
+                raise SystemExit("error: this bank has no extraction adapters to measure")
+            print(f"wrote {path}")
+            return
         if f.report_only:
             with open(os.path.join(f.out, "rows.json")) as fh:
                 saved = json.load(fh)
             bank = label.open_bank_for(f.config, f.workdir)
             res = report(f.config, f.workdir, f.out, rows=saved["rows"],
                          ablation_rows=saved["ablation_rows"], task_meta=saved["task_meta"],
-                         costs=saved["costs"], bank=bank,
+                         costs=_load_json(f.forward_costs) if f.forward_costs else saved["costs"],
+                         bank=bank,
                          mods=label.modalities_for(f.config, bank), anchors_dir=f.anchors_dir,
                          results_md=f.results_md, command=saved.get("command", command),
                          trials=f.fewshot_trials,
