@@ -45,6 +45,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import time
 
@@ -612,6 +613,23 @@ def format_markdown(rows, task_meta, summary, *, command, machine, anchors=None,
                 md.append(f"| {v} | {mod} | " + " | ".join([cells[0], cells[1], cells[2],
                                                               cells[3]]) + " |")
         md.append("")
+    md += ["## Commands", "",
+           "Full benchmark (trains WORKDIR when it has no checkpoint; ablations train into "
+           "WORKDIR/ablation/<variant>; run under `flock /tmp/heavy.lock` on a shared machine):",
+           "", "```",
+           "python -m spider_jax.benchmark --config=configs/wheelzoo.py "
+           "--config.bank_dir=/work/banks/wheel --workdir=DIR --out=RESULTS "
+           "--results_md=docs/RESULTS.md --ablation=supervision,loss",
+           "# re-price forward passes after re-measuring them, without re-scoring:",
+           "python -m spider_jax.benchmark --config=... --workdir=DIR --out=RESULTS "
+           "--measure_forward_only",
+           "python -m spider_jax.benchmark --config=... --workdir=DIR --out=RESULTS "
+           "--report_only --forward_costs=RESULTS/forward_costs.json --results_md=docs/RESULTS.md",
+           "```", "",
+           "Ablation variants (config overrides of the main run): "
+           + "; ".join(f"`{n}`: " + ", ".join(f"{k}={v}" for k, v in o.items())
+                       for g in ABLATIONS.values() for n, o in g.items())
+           + ". The main run is RankAgg supervision with the Eq. 4 (ListMLE) loss.", ""]
     if anchors:
         md += ["## Published anchors (authors' released scores, tests/data)", "",
                "tau_w = `weighted_tau(fine-tuned accuracy, score)` on the paper's 10-model zoo; "
@@ -729,18 +747,24 @@ def report(config, workdir, out_dir, *, rows, ablation_rows, task_meta, costs, b
              "summary": os.path.join(out_dir, "summary.json")}
     write_csv(paths["csv"], rows + ablation_rows)
     anchors = anchor_rows(anchors_dir) if anchors_dir else None
-    notes = _reading(summary, rows, task_meta, bank, costs)
+    notes = _reading(summary, rows, task_meta, bank, costs, ablation_rows)
     md = format_markdown(rows, task_meta, summary, command=command, machine=machine_info(),
                          anchors=anchors, costs=costs, ablation_rows=ablation_rows,
                          trials=trials, shots=shots, notes=notes)
-    for p in [paths["md"]] + ([results_md] if results_md else []):
-        os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
-        with open(p, "w") as fh:
-            fh.write(md)
     figs = []
     for mod in mods:
         figs += draw_figure3(workdir, bank, mod, out_dir)
     paths["figures"] = figs
+    fig_md = ["## Figure 3: Model Spider score vs ground truth per downstream task", ""]
+    fig_md += [f"![{os.path.basename(f)}](figures/{os.path.basename(f)})" for f in figs] + [""]
+    for p in [paths["md"]] + ([results_md] if results_md else []):
+        os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
+        fig_dir = os.path.join(os.path.dirname(os.path.abspath(p)), "figures")
+        os.makedirs(fig_dir, exist_ok=True)
+        for f in figs:
+            shutil.copyfile(f, os.path.join(fig_dir, os.path.basename(f)))
+        with open(p, "w") as fh:
+            fh.write(md + "\n".join(fig_md) + "\n")
     with open(paths["summary"], "w") as fh:
         json.dump({"summary": summary, "task_meta": task_meta}, fh, indent=1, default=float)
     if anchors:
@@ -750,17 +774,19 @@ def report(config, workdir, out_dir, *, rows, ablation_rows, task_meta, costs, b
             "task_meta": task_meta, "markdown": md}
 
 
-def _reading(summary, rows, task_meta, bank, costs) -> list[str]:
-    """The data-driven part of the honest reading (headline numbers per modality)."""
+def _reading(summary, rows, task_meta, bank, costs, ablation_rows=()) -> list[str]:
+    """The data-driven reading: headline numbers, wins/losses per task, why, and costs."""
     from spider_jax import plots
 
+    truth_label = plots.truth_axis_label(bank)
     out = ["## Headline", "",
-           f"Ground truth: {plots.truth_axis_label(bank)} (`bank.groundtruth`); tau_w is measured "
-           "against it" + (", so a method is rewarded for predicting linear-probe transfer, not "
-                           "fine-tuning" if "linear-probe" in plots.truth_axis_label(bank) else "")
+           f"Ground truth: {truth_label} (`bank.groundtruth`); tau_w is measured against it"
+           + (", so a method is rewarded for predicting linear-probe transfer, not fine-tuning"
+              if "linear-probe" in truth_label else "")
            + ". Headline means leave out tasks marked `headline: false` (models within "
-           "noise of each other).", "",
-           "| modality | protocol | Spider k=0 | Spider k=3 | RankAgg | best single metric |",
+           "noise of each other). \"Best single metric\" is the best registered metric that "
+           "ranks every PTM of the zoo.", "",
+           "| modality | protocol | Spider k=0 | Spider k=3 | RankAgg (inputs) | best single metric |",
            "|---|---|---|---|---|---|"]
     for mod, per in summary.items():
         for protocol, info in per.items():
@@ -769,8 +795,67 @@ def _reading(summary, rows, task_meta, bank, costs) -> list[str]:
                             and r["modality"] == mod})
             out.append(f"| {mod} | {protocol} | {_fmt(m.get('spider_k0'))} | "
                        f"{_fmt(m.get('spider_k3'))} | {_fmt(m.get('rankagg'))} "
-                       f"({', '.join(comps)}) | {info['best_single']} "
+                       f"({'; '.join(comps)}) | {info['best_single']} "
                        f"{_fmt(info['best_single_mean'])} |")
+    out += ["", "## Reading", ""]
+    for mod, per in summary.items():
+        sub = bank.subset(mod)
+        heads = [x for x in sub.models if sub.model_info(x).get("has_source_head")]
+        tm = task_meta[mod]
+        ceil = [v["seed_tau_w"] for v in tm.values() if v["headline"]]
+        out.append(f"**{mod}** ({len(sub.models)} PTMs, {len(heads)} with a source head; "
+                   f"training pool {', '.join(sub.pool('train'))}; downstream "
+                   f"{', '.join(sub.pool('downstream'))}).")
+        for protocol, info in per.items():
+            m = info["means"]
+            best, bm = info["best_single"], info["best_single_mean"]
+            for k in (0, 3):
+                v = m.get(f"spider_k{k}", float("nan"))
+                if not (np.isfinite(v) and np.isfinite(bm)):
+                    continue
+                verb = "beats" if v > bm else "falls short of"
+                out.append(f"- {protocol}, k={k}: Model Spider {_fmt(v)} {verb} {best} "
+                           f"{_fmt(bm)} by {abs(v - bm):.3f} and "
+                           f"{'beats' if v > m.get('rankagg', np.nan) else 'trails'} RankAgg "
+                           f"{_fmt(m.get('rankagg'))}.")
+            sel = {(r["method"], r["task"]): r["tau_w"] for r in rows
+                   if r["modality"] == mod and r["protocol"] == protocol}
+            tasks = [t for t in tm if tm[t]["headline"]]
+            if best:
+                won = [t for t in tasks if sel.get(("spider_k0", t), -9) >= sel.get((best, t), 9)]
+                out.append(f"- {protocol}: k=0 matches or beats {best} on "
+                           f"{len(won)}/{len(tasks)} headline tasks"
+                           + (f" ({', '.join(won)})" if won else "") + ".")
+        if ceil:
+            out.append(f"- Ground-truth noise ceiling (tau_w between two CV seeds), mean over "
+                       f"headline tasks: {np.mean(ceil):.3f}; no method can be trusted beyond it.")
+        ra = [r["notes"] for r in rows if r["method"] == "rankagg" and r["modality"] == mod]
+        if ra and len(heads) < len(sub.models):
+            out.append(f"- RankAgg here aggregates only {sorted(set(ra))}: LEEP and NCE need a "
+                       f"source head and only {len(heads)}/{len(sub.models)} PTMs have one, so "
+                       "the supervision Model Spider imitates is a two-method Copeland vote.")
+        out.append("")
+    out += ["Why Model Spider can lose here: (1) it learns to imitate RankAgg's ranking on the "
+            "training pool's tasks, so it inherits RankAgg's error on the downstream tasks "
+            "(compare the RankAgg row) and adds its own generalisation error; (2) the training "
+            "pools are a handful of datasets unlike the downstream ones, so the psi class "
+            "centres of a downstream task lie outside what the scorer saw (Model Spider's "
+            "premise is a diverse historical task pool); (3) with 5-7 PTMs, one swapped pair "
+            "among the top models moves tau_w by 0.2-0.5; (4) LogME is a linear-model evidence "
+            "and the ground truth is a linear probe on the same frozen features, which favours "
+            "feature-based metrics that see the task's own features (Model Spider at k=0 sees "
+            "only psi's features).", ""]
+    for mod, per in summary.items():
+        info = per.get("standard", {})
+        if "k0_total_over_psi_forward" in info:
+            r = info["total_over_k0"]
+            others = ", ".join(f"{m} {r[m]:.1f}x" for m in r if m not in ("spider_k0",))
+            out.append(f"Cost, {mod} (standard): Spider k=0 = "
+                       f"{info['k0_total_over_psi_forward']:.3f}x its psi forward pass; "
+                       f"relative to Spider k=0: {others}.")
+        elif info:
+            out.append(f"Cost, {mod}: forward passes not measured; fit-only ratios in the cost "
+                       "table.")
     out.append("")
     return out
 
