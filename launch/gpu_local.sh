@@ -11,7 +11,7 @@ if [[ $# -lt 1 ]]; then sed -n '2,9p' "$0"; exit 2; fi
 export JAX_PLATFORMS=${JAX_PLATFORMS:-cuda}
 # Let XLA take memory as needed rather than 75% up front (several jobs may share a host).
 export XLA_PYTHON_CLIENT_PREALLOCATE=${XLA_PYTHON_CLIENT_PREALLOCATE:-false}
-python - <<'PY' >&2
+"${PYTHON:-python3}" - <<'PY' >&2
 import jax
 print(f"[gpu_local] {jax.local_device_count()} local device(s): {jax.local_devices()}")
 PY

@@ -7,13 +7,17 @@
 #
 # Usage:
 #   launch/tpu_pod.sh TPU_NAME ZONE [PROJECT] -- python -m spider_jax.train \
-#       --config=configs/multi42.py --workdir=gs://BUCKET/runs/multi42
+#       --config=configs/multi42.py --config.bank_dir=/mnt/shared/bank42 \
+#       --workdir=/mnt/shared/runs/multi42
+# The workdir and bank must be a directory every worker sees (NFS/Filestore, or a gcsfuse
+# mount of a bucket): labels, bank and JSON files are plain files, and orbax writes each
+# checkpoint collectively (process 0 its metadata) into the same directory.
 # Environment:
 #   REPO_DIR   checkout path on the workers (default: ~/spider_jax)
 #   SETUP      optional command run first on every worker (e.g. "pip install -e .[test]")
 set -euo pipefail
 if [[ $# -lt 3 ]]; then
-  sed -n '2,16p' "$0"; exit 2
+  sed -n '2,20p' "$0"; exit 2
 fi
 TPU_NAME=$1; ZONE=$2; shift 2
 PROJECT_FLAG=()
