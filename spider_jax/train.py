@@ -434,7 +434,7 @@ def main(argv):
     t0 = time.time()
     try:
         summaries = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
-    except (FileNotFoundError, FloatingPointError) as e:
+    except (FileNotFoundError, FloatingPointError, ValueError) as e:   # bad input: no traceback
         raise SystemExit(f"error: {e}") from None
     if not parallel.is_main_process():
         return
