@@ -160,8 +160,9 @@ class _TaskRunner:
     """Scores one (modality) zoo on tasks; holds compiled state and per-PTM costs."""
 
     def __init__(self, bank, modality: str, ranker: Ranker | None, *, method_names,
-                 hscore_rule: str, costs: dict | None, ks=(0, 3)):
+                 hscore_rule: str, costs: dict | None, ks=(0, 3), prior=None):
         self.bank, self.modality, self.ranker = bank, modality, ranker
+        self.prior = prior
         self.models = list(ranker.models) if ranker is not None else list(bank.models)
         if set(self.models) != set(bank.models):
             raise ValueError(f"the checkpoint ranks {self.models}, the bank's {modality} zoo "
@@ -310,6 +311,9 @@ class _TaskRunner:
                 add(name, pred, stats, stats["ptms"], "metric")
         if ra is not None:
             add("rankagg", ra[0], ra[1], ra[1]["ptms"], "rankagg")
+        if self.prior is not None:
+            add("zoo_prior", np.asarray([self.prior[m] for m in self.models], np.float64),
+                {"run_s": 0.0, "compile_s": 0.0, "bytes": 0}, [], "prior")
         for k in spiders:
             pred, stats = self.spider(ds, rows, k)
             add(f"spider_k{k}", pred, stats, [self.psi_name] + stats["ptms"], "spider")
@@ -335,11 +339,25 @@ def _truth(bank, ds: str, models) -> tuple[np.ndarray, dict]:
     return truth, meta
 
 
+def training_prior(bank, config, workdir: str, modality: str) -> dict[str, float]:
+    """Each PTM's mean RankAgg label over the training tasks (from the label cache).
+
+    A task-independent ranking: what a scorer that ignores the task would predict. Model
+    Spider is only useful where it beats this.
+    """
+    labels = label.label_tasks(bank, config, modality=modality,
+                               cache_dir=label.cache_dir_for(config, workdir, modality))
+    _, zoo = label.zoo_for(bank, modality)
+    mean = np.asarray(labels["rank_labels"], np.float64).mean(axis=0)
+    return {m: float(v) for m, v in zip(zoo.models, mean)}
+
+
 def run_modality(bank, modality: str, ranker, *, method_names, hscore_rule, costs, protocols,
-                 shots, trials, seed, spider_ks=(0, 3), prefix="", log=print) -> tuple[list, dict]:
+                 shots, trials, seed, spider_ks=(0, 3), prefix="", prior=None,
+                 log=print) -> tuple[list, dict]:
     """Rows for every downstream dataset of one modality, both protocols."""
     runner = _TaskRunner(bank, modality, ranker, method_names=method_names,
-                         hscore_rule=hscore_rule, costs=costs)
+                         hscore_rule=hscore_rule, costs=costs, prior=prior)
     rows, task_meta = [], {}
     for t_i, ds in enumerate(bank.pool("downstream")):
         truth, meta = _truth(bank, ds, runner.models)
@@ -693,9 +711,10 @@ def run_benchmark(config, workdir: str, out_dir: str, *, protocols=PROTOCOLS, sh
     for mod in mods:
         sub = bank.subset(mod)
         ranker = Ranker.from_workdir(workdir, modality=mod)
+        prior = training_prior(bank, config, workdir, mod)
         r, tm = run_modality(sub, mod, ranker, method_names=method_names,
                              hscore_rule=config.label.hscore, costs=costs, protocols=protocols,
-                             shots=shots, trials=trials, seed=seed, log=log)
+                             shots=shots, trials=trials, seed=seed, prior=prior, log=log)
         rows += r
         task_meta[mod] = tm
     with open(os.path.join(out_dir, "rows.json"), "w") as fh:   # checkpoint before ablations
@@ -826,6 +845,14 @@ def _reading(summary, rows, task_meta, bank, costs, ablation_rows=()) -> list[st
                 out.append(f"- {protocol}: k=0 matches or beats {best} on "
                            f"{len(won)}/{len(tasks)} headline tasks"
                            + (f" ({', '.join(won)})" if won else "") + ".")
+        for protocol, info in per.items():
+            m = info["means"]
+            if np.isfinite(m.get("zoo_prior", np.nan)):
+                out.append(f"- {protocol}: a task-independent prior (each PTM's mean RankAgg "
+                           f"label over the training tasks; no forward pass) scores "
+                           f"{_fmt(m['zoo_prior'])} vs Model Spider k=0 {_fmt(m.get('spider_k0'))}"
+                           f": the scorer {'adds' if m.get('spider_k0', -9) > m['zoo_prior'] + 1e-9 else 'does not add'}"
+                           " task-specific information over the prior here.")
         if ceil:
             out.append(f"- Ground-truth noise ceiling (tau_w between two CV seeds), mean over "
                        f"headline tasks: {np.mean(ceil):.3f}; no method can be trusted beyond it.")

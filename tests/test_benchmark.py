@@ -118,7 +118,7 @@ def test_benchmark_end_to_end_on_synthetic_bank(tmp_path):
     with open(os.path.join(out, "results.csv")) as fh:
         rows = list(csv.DictReader(fh))
     methods_seen = {r["method"] for r in rows}
-    assert methods_seen == set(names) | {"rankagg", "spider_k0", "spider_k3"}
+    assert methods_seen == set(names) | {"rankagg", "zoo_prior", "spider_k0", "spider_k3"}
     assert len(rows) == len(methods_seen) * 2 * 2          # x 2 tasks x 2 protocols
     assert {r["trials"] for r in rows if r["protocol"] == "fewshot"} == {"2"}
     # every PTM has a head in this bank: RankAgg is Copeland over all four methods
