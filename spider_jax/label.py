@@ -52,6 +52,8 @@ from tqdm import tqdm
 
 from spider_jax import bank as bank_lib
 from spider_jax import metrics, parallel, rankagg, synthetic
+from spider_jax.metrics.hscore import centre, regularized_hscore_from_gram
+from spider_jax.metrics.logme import logme_from_gram
 from spider_jax.sampler import TaskSampler, Zoo
 
 __all__ = ["METHODS", "label_tasks", "label_downstream", "label_batch", "hscore_variant",
@@ -122,6 +124,38 @@ def _hscore_batched(features, labels, mask, *, num_classes, regularized):
         features, labels, mask)
 
 
+def _logme_regularized_hscore(f, y, m, *, num_classes):
+    """(LogME, regularised H-Score) of one (task, PTM) with N <= D from one centred Gram.
+
+    ``Gc = X X^T`` of the centred, masked features gives the shrinkage H-Score by a
+    Cholesky solve (``metrics.hscore.regularized_hscore_from_gram``); LogME's uncentred Gram of
+    the masked features ``F_m = X + w mu^T`` is ``Gc + v w^T + w v^T + |mu|^2 w w^T``
+    with ``v = X mu`` (one N x N x D product instead of two), then one eigh.
+    """
+    x, w, n_real, mean = centre(f, m)
+    onehot = jax.nn.one_hot(y, num_classes, dtype=x.dtype) * w[:, None]
+    gc = x @ x.T
+    v = x @ mean
+    g = (gc + v[:, None] * w[None, :] + w[:, None] * v[None, :]
+         + jnp.dot(mean, mean) * (w[:, None] * w[None, :]))
+    present = (jnp.sum(onehot, axis=0) > 0).astype(x.dtype)
+    dim = f.shape[1]
+    return (logme_from_gram(g, onehot, n_real, present, dim),
+            regularized_hscore_from_gram(gc, onehot, n_real, dim))
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def _fused_batched(features, labels, mask, *, num_classes):
+    """LogME and regularised H-Score, features [T, G, N, D] (N <= D) -> 2 x [T, G].
+
+    One jit holding both (they share the Gram); it has no eigh next to another eigh,
+    the combination that deadlocked XLA:CPU above (see ``benchmarks/label_speed.py
+    --hang_check`` for the repeated-execution check).
+    """
+    return _per_task_model(functools.partial(_logme_regularized_hscore,
+                                             num_classes=num_classes))(features, labels, mask)
+
+
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def _leep_batched(probs, labels, mask, *, num_classes):
     """probs [T, G, N, S], labels/mask [T, N] -> [T, G]."""
@@ -178,6 +212,13 @@ def label_batch(batch: dict, zoo: Zoo, *, num_classes: int, hscore: str,
     for dim in sorted(set(zoo.dims)):
         group = [i for i, d in enumerate(zoo.dims) if d == dim]
         feats = put(np.stack([batch["features"][i] for i in group], axis=1))
+        fuse = ({"logme", "hscore"} <= set(methods) and hscore == "regularized"
+                and feats.shape[2] <= dim)
+        if fuse:            # one Gram per (task, PTM) for both metrics
+            lm, hs = _fused_batched(feats, labels, mask, num_classes=num_classes)
+            out[:, METHODS.index("logme"), group] = get(lm)
+            out[:, METHODS.index("hscore"), group] = get(hs)
+            continue
         if "logme" in methods:
             out[:, METHODS.index("logme"), group] = get(
                 _logme_batched(feats, labels, mask, num_classes=num_classes))

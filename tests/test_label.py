@@ -89,3 +89,39 @@ def test_cache_resume_and_fingerprint(setup, tmp_path):
     other.data.seed = 99
     with pytest.raises(ValueError, match="other settings"):
         label.label_tasks(bank, other, modality="image", cache_dir=cache, progress=False)
+
+
+def test_fused_logme_hscore_n_le_d_matches_references():
+    """N <= D: LogME and shrinkage H-Score from one shared Gram == float64 references.
+
+    Padded tasks (ReLU features with an offset, N_real < N <= D), a class absent from
+    one task; the fused jit runs three times on fresh data (it must not deadlock).
+    """
+    from tests import reference_metrics as ref
+    from spider_jax.sampler import Zoo
+
+    rng = np.random.default_rng(0)
+    t, m, n, d, c = 3, 2, 30, 40, 5
+    zoo = Zoo(models=("a", "b"), dims=(d, d), has_source_head=(False, False),
+              num_source_classes=(0, 0), psi_dim=4, modality="image")
+    for _ in range(3):
+        labels = rng.integers(0, c, size=(t, n)).astype(np.int32)
+        labels[:, :c] = np.arange(c)
+        labels[1][labels[1] == 3] = 2                      # class 3 absent from task 1
+        mask = np.ones((t, n), bool)
+        mask[0, 25:] = False
+        mask[2, 28:] = False
+        feats = [(np.maximum(rng.normal(size=(t, n, d)), 0.0) + 2.0 * j).astype(np.float32)
+                 for j in range(m)]
+        batch = dict(features=feats, labels=labels, example_mask=mask)
+        scores, _ = label.label_batch(batch, zoo, num_classes=c, hscore="regularized",
+                                      methods=("hscore", "logme"))
+        for i in range(t):
+            keep = mask[i]
+            y = labels[i][keep]
+            for j in range(m):
+                f = feats[j][i][keep].astype(np.float64)
+                np.testing.assert_allclose(scores[i, label.METHODS.index("logme"), j],
+                                           ref.logme_ref(f, y, c), rtol=1e-4)
+                np.testing.assert_allclose(scores[i, label.METHODS.index("hscore"), j],
+                                           ref.regularized_hscore_ref(f, y, c), rtol=1e-4)

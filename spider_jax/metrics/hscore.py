@@ -23,8 +23,12 @@
   ``d2 = ||S - (tr S / D) I||_F^2 / D``,
   ``b2 = (sum_i ||x_i||^4 / N - ||S||_F^2) / (N D)``.
 
-Implementation: one eigendecomposition, of ``X X^T`` (N x N) when N <= D or of
-``X^T X`` (D x D) otherwise; both scores are sums over its spectrum. In the
+Implementation: H-Score uses one eigendecomposition, of ``X X^T`` (N x N) when
+N <= D or of ``X^T X`` (D x D) otherwise, and is a sum over its spectrum.  The
+regularised score with N <= D needs no eigendecomposition: by the Woodbury identity
+it is ``sum_c 1_c^T G (G + k I)^{-1} 1_c / n_c`` with ``G = X X^T`` and
+``k = a mu N / (1 - a)`` (one N x N Cholesky solve, :func:`regularized_hscore_from_gram`);
+with N > D it uses the D x D spectrum. In the
 pseudo-inverse, eigenvalues below ``eps * max eigenvalue`` count as zero in the
 N x N path (noise directions carry no weight there) and below
 ``sqrt(max(N, D)) * eps * max eigenvalue`` in the D x D path. Padding: masked rows
@@ -38,6 +42,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.linalg
 
 from spider_jax.metrics import _validate
 
@@ -51,12 +56,8 @@ def _spectral_terms(features, labels, mask, num_classes):
     support), t: [K] sum_c (u_k^T 1_c)^2 / n_c on kept directions,
     bq: [K] sum_c (v_k^T b_c)^2 / n_c (= l_k t_k without dividing by l_k).
     """
-    x = _validate.as_float(features)
+    x, w, n_real, _ = centre(features, mask)
     n, d = x.shape
-    w = jnp.ones((n,), x.dtype) if mask is None else jnp.asarray(mask).astype(x.dtype)
-    n_real = jnp.sum(w)
-    mean = jnp.sum(x * w[:, None], axis=0) / n_real
-    x = (x - mean[None, :]) * w[:, None]
     onehot = jax.nn.one_hot(labels, num_classes, dtype=x.dtype) * w[:, None]    # [N, C]
     counts = jnp.sum(onehot, axis=0)
     inv_counts = jnp.where(counts > 0, 1.0 / jnp.where(counts > 0, counts, 1.0), 0.0)
@@ -92,9 +93,13 @@ def _hscore_jit(features, labels, mask, *, num_classes):
 
 def ledoit_wolf_shrinkage(l, n_real, row_norm4, dim):
     """Ledoit-Wolf shrinkage a in [0, 1] from the spectrum l of X^T X (X centred)."""
-    s_eig = l / n_real
-    mu = jnp.sum(s_eig) / dim
-    s_fro2 = jnp.sum(s_eig * s_eig)
+    return _shrinkage_from_moments(jnp.sum(l), jnp.sum(l * l), n_real, row_norm4, dim)
+
+
+def _shrinkage_from_moments(trace, fro2, n_real, row_norm4, dim):
+    """Ledoit-Wolf (a, mu) from tr(X^T X), ||X^T X||_F^2 (= tr and ||.||_F^2 of X X^T)."""
+    mu = trace / n_real / dim
+    s_fro2 = fro2 / (n_real * n_real)
     d2 = (s_fro2 - dim * mu * mu) / dim
     b2 = (row_norm4 / n_real - s_fro2) / (n_real * dim)
     b2 = jnp.clip(b2, 0.0, None)
@@ -102,10 +107,67 @@ def ledoit_wolf_shrinkage(l, n_real, row_norm4, dim):
     return jnp.where(ok, jnp.minimum(b2, d2) / jnp.where(ok, d2, 1.0), 0.0), mu
 
 
+def centre(features, mask):
+    """Centred, masked features and the real count.
+
+    Args:
+      features: [N, D]; mask: [N] 0/1 or None.
+
+    Returns:
+      (x [N, D] = (F - mean) * mask, w [N] float mask, n_real scalar, mean [D] of the
+      real rows).
+    """
+    x = _validate.as_float(features)
+    w = jnp.ones((x.shape[0],), x.dtype) if mask is None else jnp.asarray(mask).astype(x.dtype)
+    n_real = jnp.sum(w)
+    mean = jnp.sum(x * w[:, None], axis=0) / n_real
+    return (x - mean[None, :]) * w[:, None], w, n_real, mean
+
+
+def regularized_hscore_from_gram(gram, onehot, n_real, dim):
+    """Shrinkage H-Score from the centred Gram ``G = X X^T`` (N x N dual, no eigh).
+
+    With ``S = X^T X / N`` and ``cov_a = (1 - a) S + a mu I`` (Ledoit-Wolf ``a``, ``mu``
+    from ``tr G``, ``||G||_F^2`` and ``diag G``), the Woodbury identity gives, with
+    ``k = a mu N / (1 - a)`` and class sums ``b_c = X^T 1_c``::
+
+        (1 - a) b_c^T cov_a^{-1} b_c / (N n_c) = 1_c^T G (G + k I)^{-1} 1_c / n_c,
+
+    the spectral sum ``sum_i l_i e_i / (l_i + k)`` of the D x D form, evaluated with one
+    N x N Cholesky solve.  ``G + k I`` is positive definite for ``a > 0``; ``k`` is
+    floored at ``eps * tr G`` (``a = 0``: identical-outer-product or isotropic data,
+    where this tends to the pseudo-inverse H-Score).  ``a = 1`` gives 0.
+
+    Args:
+      gram: [N, N] centred, masked Gram X X^T. onehot: [N, C] class indicators (zero on
+        padding). n_real: scalar real N. dim: static feature dimension D.
+
+    Returns:
+      scalar H_a.
+    """
+    dtype = gram.dtype
+    diag = jnp.diagonal(gram)
+    trace = jnp.sum(diag)
+    a, mu = _shrinkage_from_moments(trace, jnp.sum(gram * gram), n_real,
+                                    jnp.sum(diag * diag), dim)
+    k = a * mu * n_real / jnp.maximum(1.0 - a, jnp.finfo(dtype).tiny)
+    k = jnp.maximum(k, jnp.finfo(dtype).eps * trace)
+    counts = jnp.sum(onehot, axis=0)
+    inv_counts = jnp.where(counts > 0, 1.0 / jnp.where(counts > 0, counts, 1.0), 0.0)
+    chol = jnp.linalg.cholesky(gram + k * jnp.eye(gram.shape[0], dtype=dtype))
+    z = jax.scipy.linalg.cho_solve((chol, True), onehot)                          # [N, C]
+    h = jnp.sum(jnp.sum((gram @ onehot) * z, axis=0) * inv_counts)
+    return jnp.where(a < 1.0, h, 0.0)
+
+
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def _regularized_hscore_jit(features, labels, mask, *, num_classes):
+    n, dim = jnp.shape(features)
+    if n <= dim:        # N x N dual: one Gram and one Cholesky (no eigendecomposition)
+        x, w, n_real, _ = centre(features, mask)
+        onehot = jax.nn.one_hot(labels, num_classes, dtype=x.dtype) * w[:, None]
+        return regularized_hscore_from_gram(x @ x.T, onehot, n_real, dim)
     l, _, bq, n_real, row_norm4 = _spectral_terms(features, labels, mask, num_classes)
-    dim = jnp.asarray(features).shape[1]
     a, mu = ledoit_wolf_shrinkage(l, n_real, row_norm4, dim)
     den = (1.0 - a) * l / n_real + a * mu
     ok = den > 0

@@ -52,7 +52,7 @@ import jax.numpy as jnp
 
 from spider_jax.metrics import _validate
 
-__all__ = ["logme", "logme_regression", "logme_from_targets"]
+__all__ = ["logme", "logme_regression", "logme_from_targets", "logme_from_gram"]
 
 MAX_ITERS = 11
 TOL = 1e-3
@@ -74,13 +74,7 @@ def _spectrum(features, targets):
     dtype = features.dtype
     eps = jnp.finfo(dtype).eps
     if n <= d:
-        gram = features @ features.T
-        s, u = jnp.linalg.eigh(gram)
-        # Numerical zeros only (padding rows, rank deficiency): a small eigenvalue
-        # wrongly kept is harmless here, a real one wrongly dropped is not.
-        s = jnp.where(s > jnp.max(s) * eps, s, 0.0)
-        p = u.T @ targets
-        return s, p * p, jnp.zeros((targets.shape[1],), dtype)
+        return _gram_spectrum(features @ features.T, targets)
     cov = features.T @ features
     s, v = jnp.linalg.eigh(cov)
     # The pseudo-inverse needs the noise eigenvalues of a rank-deficient F^T F
@@ -93,6 +87,16 @@ def _spectrum(features, targets):
     w0 = v @ (z * inv_s[:, None])                          # least-squares weights
     resid = targets - features @ w0
     return s, z * z * inv_s[:, None], jnp.sum(resid * resid, axis=0)
+
+
+def _gram_spectrum(gram, targets):
+    """``_spectrum`` of the N x N path from the Gram ``F F^T`` (masked rows zero)."""
+    s, u = jnp.linalg.eigh(gram)
+    # Numerical zeros only (padding rows, rank deficiency): a small eigenvalue
+    # wrongly kept is harmless here, a real one wrongly dropped is not.
+    s = jnp.where(s > jnp.max(s) * jnp.finfo(gram.dtype).eps, s, 0.0)
+    p = u.T @ targets
+    return s, p * p, jnp.zeros((targets.shape[1],), gram.dtype)
 
 
 def _fixed_point(s, q2, r0, n_real, dim):
@@ -167,6 +171,22 @@ def logme_from_targets(features, targets, mask, weights):
     n_real = jnp.sum(mask)
     s, q2, r0 = _spectrum(features, targets)
     ev = _fixed_point(s, q2, r0, n_real, features.shape[1])
+    ev = jnp.where(weights > 0, ev, 0.0)
+    return jnp.sum(weights * ev) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
+def logme_from_gram(gram, targets, n_real, weights, dim):
+    """Jittable core on a precomputed Gram (N <= D): as :func:`logme_from_targets`.
+
+    Args:
+      gram: [N, N] ``F F^T`` of the masked features. targets: [N, T], zero on padding.
+      n_real: scalar real N. weights: [T] (0 = skip). dim: static D (>= N).
+
+    Returns:
+      scalar weighted mean of L_t / N.
+    """
+    s, q2, r0 = _gram_spectrum(gram, targets)
+    ev = _fixed_point(s, q2, r0, n_real, dim)
     ev = jnp.where(weights > 0, ev, 0.0)
     return jnp.sum(weights * ev) / jnp.maximum(jnp.sum(weights), 1.0)
 
