@@ -3,11 +3,12 @@
 For every sampled task and every PTM we compute the transferability metrics whose
 inputs exist (LogME and H-Score from features; LEEP and NCE from source-head
 probabilities, NCE on their argmax), then Copeland-aggregate them (Eq. 8) into one
-supervising score per (task, PTM).  Everything is batched: ``vmap`` over tasks and
-PTMs, one ``jit`` per (feature-dim group, source-class group) of the zoo (metrics on
-zero-padded feature dims are not invariant, e.g. Ledoit-Wolf shrinkage depends on D,
-so PTMs are grouped by their true D rather than padded); tasks come in fixed-size
-chunks so every chunk reuses the compiled code.
+supervising score per (task, PTM).  Everything is batched: ``vmap`` over the tasks of
+a chunk, one PTM at a time (no [T, M, N, D] stack is copied), and PTMs with the same
+feature / source-head shape share one compiled executable (metrics on zero-padded
+feature dims are not invariant, e.g. Ledoit-Wolf shrinkage depends on D, so each PTM
+keeps its true D); tasks come in fixed-size chunks so every chunk reuses the compiled
+code.  With N <= D, LogME and the shrinkage H-Score share one Gram per (task, PTM).
 
 Rules (recorded in the cache's ``meta.json``):
 
@@ -103,16 +104,18 @@ def available_methods(zoo: Zoo, methods) -> tuple[str, ...]:
 
 
 def _per_task_model(fn):
-    """vmap a per-(task, PTM) metric over PTMs (axis 1) and tasks (axis 0)."""
-    return jax.vmap(jax.vmap(fn, in_axes=(0, None, None)), in_axes=(0, 0, 0))
+    """vmap a per-(task, PTM) metric over tasks (axis 0 of every input), one PTM."""
+    return jax.vmap(fn)
 
 
-# One jit per metric: XLA:CPU (jax 0.10.2) deadlocked on the second execution of a single
-# executable holding both LogME and H-Score (reproduced with logme+hscore and
-# logme+regularized_hscore; each alone is fine), so metrics are never fused into one jit.
+# One jit per metric, except LogME + shrinkage H-Score with N <= D (``_fused_batched``,
+# one eigh + one Cholesky). An earlier XLA:CPU build deadlocked on the second execution of
+# one executable holding both LogME and H-Score (two eighs); not reproduced with jax
+# 0.10.2 (repeated runs of logme+hscore and of the fused pair), but the eigh-path
+# metrics stay in separate jits.
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def _logme_batched(features, labels, mask, *, num_classes):
-    """features [T, G, N, D], labels/mask [T, N] -> [T, G]."""
+    """features [T, N, D], labels/mask [T, N] -> [T]."""
     return _per_task_model(lambda f, y, m: metrics.logme(f, y, num_classes=num_classes, mask=m))(
         features, labels, mask)
 
@@ -146,11 +149,10 @@ def _logme_regularized_hscore(f, y, m, *, num_classes):
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def _fused_batched(features, labels, mask, *, num_classes):
-    """LogME and regularised H-Score, features [T, G, N, D] (N <= D) -> 2 x [T, G].
+    """LogME and regularised H-Score, features [T, N, D] (N <= D) -> 2 x [T].
 
-    One jit holding both (they share the Gram); it has no eigh next to another eigh,
-    the combination that deadlocked XLA:CPU above (see ``benchmarks/label_speed.py
-    --hang_check`` for the repeated-execution check).
+    One jit holding both (they share the Gram): one eigh (LogME) and one Cholesky
+    (H-Score), never two eighs (see the deadlock note above); tests run it repeatedly.
     """
     return _per_task_model(functools.partial(_logme_regularized_hscore,
                                              num_classes=num_classes))(features, labels, mask)
@@ -158,7 +160,7 @@ def _fused_batched(features, labels, mask, *, num_classes):
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
 def _leep_batched(probs, labels, mask, *, num_classes):
-    """probs [T, G, N, S], labels/mask [T, N] -> [T, G]."""
+    """probs [T, N, S], labels/mask [T, N] -> [T]."""
     return _per_task_model(lambda p, y, m: metrics.leep(p, y, num_classes=num_classes, mask=m))(
         probs, labels, mask)
 
@@ -201,7 +203,7 @@ def label_batch(batch: dict, zoo: Zoo, *, num_classes: int, hscore: str,
       global T on every host.
     """
     if mesh is None:
-        put, get = jnp.asarray, np.asarray
+        put, get = jax.device_put, np.asarray
     else:
         put = functools.partial(parallel.host_to_global, mesh=mesh)
         get = parallel.global_to_host
@@ -209,33 +211,33 @@ def label_batch(batch: dict, zoo: Zoo, *, num_classes: int, hscore: str,
     mask = put(np.asarray(batch["example_mask"], np.float32))
     t, m = labels.shape[0], zoo.num_models
     out = np.full((t, len(METHODS), m), np.nan, np.float32)
-    for dim in sorted(set(zoo.dims)):
-        group = [i for i, d in enumerate(zoo.dims) if d == dim]
-        feats = put(np.stack([batch["features"][i] for i in group], axis=1))
-        fuse = ({"logme", "hscore"} <= set(methods) and hscore == "regularized"
-                and feats.shape[2] <= dim)
-        if fuse:            # one Gram per (task, PTM) for both metrics
+    col = {name: METHODS.index(name) for name in METHODS}
+    # One PTM at a time (vmap over tasks): no [T, M, N, D] stack to copy, and PTMs of the
+    # same feature shape share one compiled executable.
+    for i in range(m):
+        feats = put(np.asarray(batch["features"][i]))                  # [T, N, D]
+        n, dim = feats.shape[1], feats.shape[2]
+        if {"logme", "hscore"} <= set(methods) and hscore == "regularized" and n <= dim:
             lm, hs = _fused_batched(feats, labels, mask, num_classes=num_classes)
-            out[:, METHODS.index("logme"), group] = get(lm)
-            out[:, METHODS.index("hscore"), group] = get(hs)
-            continue
-        if "logme" in methods:
-            out[:, METHODS.index("logme"), group] = get(
-                _logme_batched(feats, labels, mask, num_classes=num_classes))
-        if "hscore" in methods:
-            out[:, METHODS.index("hscore"), group] = get(_hscore_batched(
-                feats, labels, mask, num_classes=num_classes, regularized=hscore == "regularized"))
-    if {"leep", "nce"} & set(methods):
-        heads = sorted({s for s, h in zip(zoo.num_source_classes, zoo.has_source_head) if h})
-        for s in heads:
-            group = [i for i in range(m) if zoo.has_source_head[i] and zoo.num_source_classes[i] == s]
-            probs = put(np.stack([batch["source_probs"][i] for i in group], axis=1))
+            out[:, col["logme"], i], out[:, col["hscore"], i] = get(lm), get(hs)
+        else:
+            if "logme" in methods:
+                out[:, col["logme"], i] = get(
+                    _logme_batched(feats, labels, mask, num_classes=num_classes))
+            if "hscore" in methods:
+                out[:, col["hscore"], i] = get(_hscore_batched(
+                    feats, labels, mask, num_classes=num_classes,
+                    regularized=hscore == "regularized"))
+        del feats
+        if {"leep", "nce"} & set(methods) and zoo.has_source_head[i]:
+            probs = put(np.asarray(batch["source_probs"][i]))          # [T, N, S]
             if "leep" in methods:
-                out[:, METHODS.index("leep"), group] = get(
+                out[:, col["leep"], i] = get(
                     _leep_batched(probs, labels, mask, num_classes=num_classes))
             if "nce" in methods:
-                out[:, METHODS.index("nce"), group] = get(_nce_batched(
-                    probs, labels, mask, num_classes=num_classes, num_source_classes=s))
+                out[:, col["nce"], i] = get(_nce_batched(
+                    probs, labels, mask, num_classes=num_classes,
+                    num_source_classes=zoo.num_source_classes[i]))
     used = [METHODS.index(a) for a in available_methods(zoo, methods)]
     agg = np.asarray(_copeland(jnp.asarray(out[:, used])), np.float32)
     return out, agg

@@ -93,14 +93,17 @@ def _hscore_jit(features, labels, mask, *, num_classes):
 
 def ledoit_wolf_shrinkage(l, n_real, row_norm4, dim):
     """Ledoit-Wolf shrinkage a in [0, 1] from the spectrum l of X^T X (X centred)."""
-    return _shrinkage_from_moments(jnp.sum(l), jnp.sum(l * l), n_real, row_norm4, dim)
+    s_eig = l / n_real
+    mu = jnp.sum(s_eig) / dim
+    # ||S - mu I||_F^2 over the K given and the dim - K zero eigenvalues: a sum of
+    # squares, no cancellation (unlike ||S||_F^2 - dim mu^2).
+    dev2 = jnp.sum((s_eig - mu) ** 2) + (dim - l.shape[0]) * mu * mu
+    return _shrinkage(mu, jnp.sum(s_eig * s_eig), dev2, n_real, row_norm4, dim)
 
 
-def _shrinkage_from_moments(trace, fro2, n_real, row_norm4, dim):
-    """Ledoit-Wolf (a, mu) from tr(X^T X), ||X^T X||_F^2 (= tr and ||.||_F^2 of X X^T)."""
-    mu = trace / n_real / dim
-    s_fro2 = fro2 / (n_real * n_real)
-    d2 = (s_fro2 - dim * mu * mu) / dim
+def _shrinkage(mu, s_fro2, dev2, n_real, row_norm4, dim):
+    """(a, mu) from mu = tr S / D, ||S||_F^2 and ||S - mu I||_F^2 (S = X^T X / N)."""
+    d2 = dev2 / dim
     b2 = (row_norm4 / n_real - s_fro2) / (n_real * dim)
     b2 = jnp.clip(b2, 0.0, None)
     ok = d2 > 0
@@ -128,7 +131,7 @@ def regularized_hscore_from_gram(gram, onehot, n_real, dim):
     """Shrinkage H-Score from the centred Gram ``G = X X^T`` (N x N dual, no eigh).
 
     With ``S = X^T X / N`` and ``cov_a = (1 - a) S + a mu I`` (Ledoit-Wolf ``a``, ``mu``
-    from ``tr G``, ``||G||_F^2`` and ``diag G``), the Woodbury identity gives, with
+    from ``tr G``, ``||G||_F^2``, ``||G / N - mu I||_F^2`` and ``diag G``), the Woodbury identity gives, with
     ``k = a mu N / (1 - a)`` and class sums ``b_c = X^T 1_c``::
 
         (1 - a) b_c^T cov_a^{-1} b_c / (N n_c) = 1_c^T G (G + k I)^{-1} 1_c / n_c,
@@ -146,15 +149,21 @@ def regularized_hscore_from_gram(gram, onehot, n_real, dim):
       scalar H_a.
     """
     dtype = gram.dtype
+    n = gram.shape[0]
     diag = jnp.diagonal(gram)
     trace = jnp.sum(diag)
-    a, mu = _shrinkage_from_moments(trace, jnp.sum(gram * gram), n_real,
-                                    jnp.sum(diag * diag), dim)
+    mu = trace / n_real / dim
+    eye = jnp.eye(n, dtype=dtype)
+    # ||S - mu I_D||_F^2 = ||G / N - mu I_N||_F^2 + (D - n) mu^2 (S and G / N share their
+    # non-zero spectrum): sums of squares, no cancellation.
+    dev2 = jnp.sum((gram / n_real - mu * eye) ** 2) + (dim - n) * mu * mu
+    a, mu = _shrinkage(mu, jnp.sum(gram * gram) / (n_real * n_real), dev2, n_real,
+                       jnp.sum(diag * diag), dim)
     k = a * mu * n_real / jnp.maximum(1.0 - a, jnp.finfo(dtype).tiny)
     k = jnp.maximum(k, jnp.finfo(dtype).eps * trace)
     counts = jnp.sum(onehot, axis=0)
     inv_counts = jnp.where(counts > 0, 1.0 / jnp.where(counts > 0, counts, 1.0), 0.0)
-    chol = jnp.linalg.cholesky(gram + k * jnp.eye(gram.shape[0], dtype=dtype))
+    chol = jnp.linalg.cholesky(gram + k * eye)
     z = jax.scipy.linalg.cho_solve((chol, True), onehot)                          # [N, C]
     h = jnp.sum(jnp.sum((gram @ onehot) * z, axis=0) * inv_counts)
     return jnp.where(a < 1.0, h, 0.0)
