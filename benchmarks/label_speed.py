@@ -5,8 +5,10 @@ Workload (SPEC): 1,000 tasks x 10 PTMs, N = 500 examples, D = 1280, C = 10 class
 NCE, LEEP and LogME, then Copeland aggregation per task, on the same float32 inputs,
 single-threaded, in this one process.
 
-* JAX: ``spider_jax.label.label_batch`` on chunks of ``--chunk`` tasks (vmap over tasks
-  and PTMs, one jit per metric, compiled once; the warm-up chunk is not timed).
+* JAX: ``spider_jax.label.label_batch`` on chunks of ``--chunk`` tasks (vmap over tasks,
+  one PTM at a time; LogME and the shrinkage H-Score share one Gram per (task, PTM) and
+  the H-Score is an N x N Cholesky solve, no eigh; compiled once, the warm-up chunk is
+  not timed).
 * NumPy: the same algorithms called once per (task, PTM): LogME as published (thin SVD,
   Python loop over classes; ``benchmarks/metrics_speed.np_logme``), Ledoit-Wolf H-Score
   (np.cov-style covariance, the vectorised Ledoit-Wolf shrinkage, np.linalg.inv), LEEP
