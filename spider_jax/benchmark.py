@@ -700,11 +700,15 @@ def run_benchmark(config, workdir: str, out_dir: str, *, protocols=PROTOCOLS, sh
     method_names = list(method_names or methods.names())
     bank = label.open_bank_for(config, workdir)
     mods = label.modalities_for(config, bank)
-    ensure_trained(config, workdir, mods, log=log)
     costs = None
+    # Measure forward costs (fresh spawned processes) before this process runs any XLA
+    # computation: spawning them after training was followed, twice, by an XLA:CPU hang in
+    # the next metric call (all threads in futex waits; jax 0.10.2). Measuring first, or
+    # reusing a saved forward_costs.json, never hung.
     if measure_forward:
         costs = forward_cost.load_or_measure(
             forward_costs_path or os.path.join(out_dir, "forward_costs.json"), bank, progress=log)
+    ensure_trained(config, workdir, mods, log=log)
     if costs is None:
         log("forward cost not measured (no extraction adapters for this bank)")
     rows, task_meta = [], {}
