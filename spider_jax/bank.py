@@ -104,7 +104,9 @@ def psi_path(dataset: str, split: str) -> str:
 
 
 # --------------------------------------------------------------------------- atomic I/O
-def _atomic_write_bytes(path: str, write_fn) -> None:
+def atomic_write(path: str, write_fn) -> None:
+    """Writes ``path`` all or nothing: ``write_fn(file)`` into a temporary file beside it,
+    fsync, then ``os.replace`` (an interrupted write never leaves a half-written file)."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=directory)
@@ -121,12 +123,12 @@ def _atomic_write_bytes(path: str, write_fn) -> None:
 
 
 def _atomic_save_npy(path: str, array: np.ndarray) -> None:
-    _atomic_write_bytes(path, lambda f: np.save(f, array, allow_pickle=False))
+    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
 def _atomic_save_json(path: str, obj: Any) -> None:
     data = json.dumps(obj, indent=1, sort_keys=False).encode("utf-8")
-    _atomic_write_bytes(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))
 
 
 def _load_npy(path: str, root: str) -> np.ndarray:

@@ -44,6 +44,7 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
+from spider_jax import bank as bank_lib
 from spider_jax import parallel
 from spider_jax.ranker import Ranker
 
@@ -213,17 +214,7 @@ def ranks_from_scores(scores: np.ndarray) -> np.ndarray:
 
 
 def _atomic_savez(path: str, **arrays) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    bank_lib.atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _part_path(parts: str, b: int) -> str:
