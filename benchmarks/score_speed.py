@@ -54,6 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from spider_jax import model as model_lib  # noqa: E402
 from spider_jax import parallel  # noqa: E402
 from spider_jax import ranker as ranker_lib  # noqa: E402
+from spider_jax import score  # noqa: E402
 
 M, D, PSI = 42, 1024, 1024
 PAPER_K0_SECONDS = 52.36   # Table 8, Model Spider w/o PTM-specific features, 42-PTM zoo
@@ -136,12 +137,7 @@ def child(devices: int, batch: int, num_batches: int, num_classes: int) -> None:
     assert jax.device_count() == devices, (jax.device_count(), devices)
     ranker = build()
     mesh = parallel.make_mesh()
-    fn, params = ranker.batch_scorer()
-    rep = parallel.replicated(mesh)
-    params = jax.device_put(params, rep)
-    step = jax.jit(fn, in_shardings=(rep, parallel.batch_sharding(mesh, 3),
-                                     parallel.batch_sharding(mesh, 2)),
-                   out_shardings=parallel.batch_sharding(mesh, 2))
+    step, params = score.sharded_step(ranker, mesh)
     rng = np.random.default_rng(0)
     host = rng.normal(size=(batch, num_classes, PSI)).astype(np.float32)
     mask = np.ones((batch, num_classes), bool)
@@ -173,7 +169,6 @@ def end_to_end(ranker, num_tasks: int, num_classes: int = 10) -> dict:
     import shutil
     import tempfile
 
-    from spider_jax import score
 
     tmp = tempfile.mkdtemp(prefix="score_speed_")
     try:

@@ -213,6 +213,20 @@ def ranks_from_scores(scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def sharded_step(ranker: Ranker, mesh: jax.sharding.Mesh):
+    """The k = 0 scorer jitted over ``mesh``: params replicated, tasks sharded on ``data``.
+
+    Returns ``(step, params)``; ``step(params, centres [B, C, D_psi], class_mask [B, C])``
+    gives ``[B, M]`` scores sharded like the batch.
+    """
+    fn, params = ranker.batch_scorer()
+    rep = parallel.replicated(mesh)
+    step = jax.jit(fn, in_shardings=(rep, parallel.batch_sharding(mesh, 3),
+                                     parallel.batch_sharding(mesh, 2)),
+                   out_shardings=parallel.batch_sharding(mesh, 2))
+    return step, jax.device_put(params, rep)
+
+
 def _atomic_savez(path: str, **arrays) -> None:
     bank_lib.atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
@@ -280,12 +294,7 @@ def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int
         from jax.experimental import multihost_utils
         done = np.asarray(multihost_utils.broadcast_one_to_all(done))
 
-    fn, params = ranker.batch_scorer()
-    rep = parallel.replicated(mesh)
-    params = jax.device_put(params, rep)
-    step = jax.jit(fn, in_shardings=(rep, parallel.batch_sharding(mesh, 3),
-                                     parallel.batch_sharding(mesh, 2)),
-                   out_shardings=parallel.batch_sharding(mesh, 2))
+    step, params = sharded_step(ranker, mesh)
     local = parallel.host_slice(gbatch)
     todo = [p for p in range(num_parts) if not done[p]]
     if stop_after is not None:
