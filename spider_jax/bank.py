@@ -19,16 +19,18 @@ Layout under ``ROOT``::
 
     {"format_version": 1,
      "models":   {name: {"dim": int, "modality": "image"|"text", "has_source_head": bool,
-                         "num_source_classes": int, "description": str}},
+                         "num_source_classes": int, "description": str,
+                         "licence": str, "network": str}},   # licence, network: optional
      "datasets": {name: {"modality": ..., "class_names": [...], "pool": "train"|"downstream",
-                         "splits": {"train": N, ...}, "source": str, "licence": str}},
+                         "splits": {"train": N, ...}, "source": str, "licence": str,
+                         "group": str}},   # group (leave-one-group-out tag): optional
      "psi": {"image": {"name": str, "dim": int}, "text": {...}}}
 
 A bank is complete when, for every dataset and each of its splits, the labels exist,
 every model of the dataset's modality has its features (and source-head probabilities
 when ``has_source_head``), and psi features exist when the manifest names a psi
 encoder for that modality. Model and dataset names may use letters, digits and
-``. _ -`` only (they become file names; ``__`` is reserved as the split separator).
+``. _ - @`` only (``network@tap`` names one tap of a network) (they become file names; ``__`` is reserved as the split separator).
 
 ``groundtruth.json`` (linear-probe transfer accuracy, never fine-tuning)::
 
@@ -66,7 +68,7 @@ FORMAT_VERSION = 1
 MODALITIES = ("image", "text")
 POOLS = ("train", "downstream")
 FEATURE_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
-_NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9._@-]+$")
 _CHUNK_ROWS = 65536
 
 __all__ = [
@@ -79,7 +81,7 @@ __all__ = [
 def _check_name(kind: str, name: str) -> None:
     if not isinstance(name, str) or not _NAME_RE.match(name) or "__" in name:
         raise ValueError(
-            f"{kind} name {name!r} must be non-empty, use only letters, digits and '._-', "
+            f"{kind} name {name!r} must be non-empty, use only letters, digits and '._-@', "
             "and must not contain '__'")
 
 
@@ -526,7 +528,7 @@ class BankWriter:
 
     # -- declarations
     def add_model(self, name: str, *, dim: int, modality: str, has_source_head: bool = False,
-                  num_source_classes: int = 0, description: str = "") -> None:
+                  num_source_classes: int = 0, description: str = "", **extra) -> None:
         """Declares a model (idempotent; a conflicting redeclaration raises ValueError)."""
         _check_name("model", name)
         if modality not in MODALITIES:
@@ -537,13 +539,13 @@ class BankWriter:
             raise ValueError(f"model {name}: has_source_head needs num_source_classes >= 2")
         entry = {"dim": int(dim), "modality": modality, "has_source_head": bool(has_source_head),
                  "num_source_classes": int(num_source_classes) if has_source_head else 0,
-                 "description": str(description)}
+                 "description": str(description), **extra}
         old = self.manifest["models"].get(name)
         if old is not None:
             if {k: old.get(k) for k in ("dim", "modality", "has_source_head", "num_source_classes")} \
                     != {k: entry[k] for k in ("dim", "modality", "has_source_head", "num_source_classes")}:
                 raise ValueError(f"feature bank {self.root}: model {name} already declared as {old}")
-            if old.get("description") == entry["description"]:
+            if old == entry:
                 return
         self.manifest["models"][name] = entry
         self._save_manifest()

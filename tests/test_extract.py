@@ -239,6 +239,85 @@ def _images(n, size=28, seed=0):
 
 @pytest.mark.skipif(not _has("onnxruntime", "onnx", "nudenet"),
                     reason="needs onnx, onnxruntime and nudenet==3.4.2 (--no-deps)")
+@dataclasses.dataclass
+class CountingNetwork(A.MultiTapAdapter):
+    """Fake network: tap k is CountingAdapter's projection for dim k; counts forward calls."""
+
+    calls_file: str = ""
+
+    def _load(self):
+        self._members = {t.key: CountingAdapter(name=t.name, modality="text", dim=t.dim,
+                                                num_source_classes=t.num_source_classes)
+                         for t in self.outputs}
+
+    def _encode_taps(self, batch):
+        if self.calls_file:
+            with open(self.calls_file, "a") as f:
+                f.write(f"{self.name} {len(batch)}\n")
+        return {k: m.encode(batch) for k, m in self._members.items()}
+
+
+def _network(calls_file=""):
+    return CountingNetwork(name="net", modality="text", batch_size=9, calls_file=calls_file, outputs=(
+        A.Tap("net@l1", "l1", 4, licence="MIT"),
+        A.Tap("net@head", "head", 3, num_source_classes=3, description="head"),
+        A.Tap("psi_net", "last", 2, psi=True)))
+
+
+def test_multi_tap_network_one_forward_for_all_members(tmp_path):
+    root, calls = str(tmp_path / "bank"), str(tmp_path / "calls.txt")
+    srcs = _tiny_sources()
+    pipeline.build_bank(root, {"net": _network(calls)}, {}, srcs, workers=1, progress=False)
+    b = bank.open_bank(root)
+    assert sorted(b.models) == ["net@head", "net@l1"]        # the psi tap is not ranked
+    assert b.manifest["psi"]["text"] == {"name": "psi_net", "dim": 2}
+    assert b.manifest["models"]["net@l1"]["licence"] == "MIT"
+    assert b.manifest["models"]["net@l1"]["network"] == "net"
+    # one forward per item of each source (40 + 40), not one per member
+    assert sum(int(l.split()[1]) for l in open(calls).read().split("\n") if l) == 80
+    for name, dim in (("net@l1", 4), ("net@head", 3)):
+        ref, _ = CountingAdapter(name=name, modality="text", dim=dim).encode(srcs[1].items)
+        np.testing.assert_allclose(b.features(name, "other"), ref, rtol=1e-3, atol=1e-3)
+    assert b.source_probs("net@head", "toy_all").shape == (40, 3)
+    ref, _ = CountingAdapter(name="psi_net", modality="text", dim=2).encode(srcs[0].items)
+    np.testing.assert_allclose(b.psi("toy_all"), ref, rtol=1e-3, atol=1e-3)
+    os.remove(calls)
+    pipeline.build_bank(root, {"net": _network(calls)}, {}, srcs, workers=1, progress=False)
+    assert not os.path.exists(calls)  # finished: nothing re-encoded
+    os.remove(os.path.join(root, bank.features_path("net@l1", "other", "train")))
+    pipeline.build_bank(root, {"net": _network(calls)}, {}, srcs, workers=1, progress=False)
+    assert sum(int(l.split()[1]) for l in open(calls).read().split("\n") if l) == 40  # only that source
+
+
+def test_multi_tap_network_checks_its_taps():
+    with pytest.raises(ValueError, match="distinct keys"):
+        CountingNetwork(name="n", modality="text", outputs=(A.Tap("n@a", "a", 2), A.Tap("n@b", "a", 2)))
+    with pytest.raises(ValueError, match="at most one tap can be psi"):
+        CountingNetwork(name="n", modality="text", outputs=(A.Tap("p", "a", 2, psi=True),
+                                                            A.Tap("q", "b", 2, psi=True)))
+    net = CountingNetwork(name="n", modality="text", outputs=(A.Tap("n@a", "a", 5),))
+    net._load = lambda: setattr(net, "_members", {"a": CountingAdapter(name="x", modality="text", dim=4)})
+    with pytest.raises(ValueError, match="produced dim 4, declared 5"):
+        net.encode_taps(["ab"])
+
+
+@pytest.mark.skipif(not _has("onnxruntime", "onnx", "nudenet"), reason="needs onnx, onnxruntime and nudenet==3.4.2")
+def test_onnx_multi_tap_equals_single_tap_runs():
+    from spider_jax.extract import wheelzoo
+
+    single = wheelzoo.image_adapters({"nudenet_yolov8n": 64})["nudenet_yolov8n"]
+    other = "/model.6/cv2/act/Mul_output_0"
+    net = A.OnnxMultiTapAdapter(name="nudenet", modality="image", path=single.path, prepare=single.prepare,
+                                symbolic_hw=single.symbolic_hw, outputs=(
+                                    A.Tap("nudenet@sppf", single.tensor, 256), A.Tap("nudenet@m6", other, 128)))
+    imgs = _images(3)
+    out = net.encode_taps(imgs)
+    np.testing.assert_allclose(out[single.tensor][0], single.encode(imgs)[0], rtol=1e-5, atol=1e-6)
+    alone = A.OnnxAdapter(name="m6", modality="image", dim=128, path=single.path, tensor=other,
+                          prepare=single.prepare, symbolic_hw=single.symbolic_hw)
+    np.testing.assert_allclose(out[other][0], alone.encode(imgs)[0], rtol=1e-5, atol=1e-6)
+
+
 def test_onnx_adapter_nudenet_intermediate_tensor():
     from spider_jax.extract import wheelzoo
 

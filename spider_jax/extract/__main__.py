@@ -24,7 +24,8 @@ flags.DEFINE_string("out", None, "Bank directory (created or resumed).")
 flags.DEFINE_enum("subset", "full", ["full", "mini"], "Wheel zoo size.")
 flags.DEFINE_integer("cap", None, "Max examples per dataset (default: 1500 full, 300 mini).")
 flags.DEFINE_integer("workers", 2, "Single-threaded worker processes (one per core).")
-flags.DEFINE_list("models", None, "Only these ranked models (default: all of the zoo).")
+flags.DEFINE_list("models", None, "Only these networks or members (network@tap); a network runs "
+                  "with all its taps (default: the whole zoo).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.mark_flag_as_required("out")
 
@@ -46,10 +47,11 @@ def main(argv):
         models, psi, sources = getattr(importlib.import_module(module), fn or "get_zoo")()
         info = {"zoo": FLAGS.zoo}
     if FLAGS.models:
-        unknown = sorted(set(FLAGS.models) - set(models))
+        names = {k: {k} | {t.name for t in a.taps()} for k, a in models.items()}
+        unknown = sorted(set(FLAGS.models) - set().union(*names.values()))
         if unknown:
-            raise app.UsageError(f"unknown models {unknown}; choose from {sorted(models)}")
-        models = {k: v for k, v in models.items() if k in FLAGS.models}
+            raise app.UsageError(f"unknown models {unknown}; choose from {sorted(set().union(*names.values()))}")
+        models = {k: v for k, v in models.items() if names[k] & set(FLAGS.models)}
     summary = pipeline.build_bank(FLAGS.out, models, psi, sources, workers=FLAGS.workers,
                                   progress=FLAGS.progress, info=info)
     for u in sorted(summary["units"], key=lambda u: -u["seconds"]):

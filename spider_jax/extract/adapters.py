@@ -13,6 +13,10 @@ Four kinds, each importing its heavy library only when loaded (in the worker):
   mean of its tokens' rows. Texts with no known token fall back to their characters,
   and only then to the zero vector (counted in ``num_empty``).
 * :class:`FunctionAdapter`: wraps a package's own ``texts -> array`` encoder.
+* :class:`MultiTapAdapter` (:class:`OnnxMultiTapAdapter`): ONE forward pass of a network
+  yields several bank members (:class:`Tap`: intermediate layers named like
+  ``mobilenet_v2@features.14``, and possibly the modality's psi output), so extraction
+  cost grows with networks, not members.
 
 Images are passed as uint8 arrays ``[H, W, 3]`` (any size); texts as ``str``. Every
 adapter returns float32 ``[B, dim]`` features and float32 ``[B, C_src]`` probabilities
@@ -83,9 +87,19 @@ class Adapter:
     num_source_classes: int = 0
     batch_size: int = 32
     description: str = ""
+    licence: str = ""
 
     def __post_init__(self):
         self._loaded = False
+
+    def taps(self) -> list["Tap"]:
+        """The bank members one forward pass produces (one for a plain adapter)."""
+        return [Tap(self.name, "", self.dim, self.num_source_classes,
+                    description=self.description, licence=self.licence)]
+
+    def encode_taps(self, batch: Sequence[Any]) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        """Encodes one batch: {tap key: (features [B, dim], source probs or None)}."""
+        return {"": self.encode(batch)}
 
     def load(self) -> "Adapter":
         """Loads weights once (idempotent)."""
@@ -119,6 +133,77 @@ class Adapter:
         # Only the cheap description travels to worker processes; weights load there.
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_") or k == "_loaded"} | {
             "_loaded": False}
+
+
+@dataclasses.dataclass(frozen=True)
+class Tap:
+    """One output of a network's forward pass, stored in the bank as its own member.
+
+    Attributes:
+      name: bank name: a ranked member (``network@tap``, e.g. ``mobilenet_v2@features.14``)
+        or, when ``psi``, the task encoder's name.
+      key: key of this output in :meth:`Adapter.encode_taps`'s dict.
+      dim: feature width.
+      num_source_classes: size of this member's source head (0 = none).
+      psi: this output is the modality's task encoder psi (never ranked).
+      description, licence: stored in the bank manifest.
+    """
+
+    name: str
+    key: str
+    dim: int
+    num_source_classes: int = 0
+    psi: bool = False
+    description: str = ""
+    licence: str = ""
+
+
+@dataclasses.dataclass
+class MultiTapAdapter(Adapter):
+    """A network whose single forward pass yields several members (:class:`Tap`).
+
+    ``name`` names the network (not a bank member); ``dim`` is unused. Subclasses
+    implement :meth:`_load` and :meth:`_encode_taps` returning ``{key: features}`` or
+    ``{key: (features, probs)}`` for every tap key.
+    """
+
+    dim: int = 0
+    outputs: tuple = ()
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.outputs = tuple(self.outputs)
+        keys = [t.key for t in self.outputs]
+        if not self.outputs or len(set(keys)) != len(keys):
+            raise ValueError(f"{self.name}: needs at least one tap, with distinct keys (got {keys})")
+        if sum(t.psi for t in self.outputs) > 1:
+            raise ValueError(f"{self.name}: at most one tap can be psi")
+
+    def taps(self) -> list[Tap]:
+        return list(self.outputs)
+
+    def encode(self, batch):
+        raise TypeError(f"{self.name} is a multi-tap network: use encode_taps")
+
+    def encode_taps(self, batch):
+        self.load()
+        raw = self._encode_taps(batch)
+        out = {}
+        for t in self.outputs:
+            if t.key not in raw:
+                raise ValueError(f"{self.name}: forward produced no output for tap {t.key!r} ({t.name})")
+            val = raw[t.key]
+            feats, probs = val if isinstance(val, tuple) else (val, None)
+            feats = np.asarray(feats, np.float32).reshape(len(batch), -1)
+            if feats.shape[1] != t.dim:
+                raise ValueError(f"{t.name}: produced dim {feats.shape[1]}, declared {t.dim}")
+            if t.num_source_classes and probs is None:
+                raise ValueError(f"{t.name}: declared a source head but produced no probabilities")
+            out[t.key] = (feats, None if probs is None else np.asarray(probs, np.float32))
+        return out
+
+    def _encode_taps(self, batch) -> dict:
+        raise NotImplementedError
 
 
 # ----------------------------------------------------------------------------- HF
@@ -308,6 +393,68 @@ class OnnxAdapter(Adapter):
             feats = masked_mean(feats, mask)
         probs = softmax(np.asarray(outs[1]).reshape(len(batch), -1)) if self.logits_tensor else None
         return feats.reshape(len(batch), -1), probs
+
+
+def pool_output(x: np.ndarray, pool: str, mask: np.ndarray | None, batch: int) -> np.ndarray:
+    """Pools one graph output to ``[B, D]``: "spatial" (mean over axes 2.. of NCHW),
+    "spatial_nhwc" (mean over axes 1..-2), "tokens" (masked mean over axis 1), "none"."""
+    x = np.asarray(x, np.float32)
+    if pool == "spatial" and x.ndim > 2:
+        x = x.mean(axis=tuple(range(2, x.ndim)))
+    elif pool == "spatial_nhwc" and x.ndim > 2:
+        x = x.mean(axis=tuple(range(1, x.ndim - 1)))
+    elif pool == "tokens":
+        x = masked_mean(x, mask)
+    elif pool not in ("none", "spatial", "spatial_nhwc"):
+        raise ValueError(f"unknown pool {pool!r}")
+    return x.reshape(batch, -1)
+
+
+@dataclasses.dataclass
+class OnnxMultiTapAdapter(MultiTapAdapter):
+    """An ONNX graph with several named tensors exposed as outputs in one run.
+
+    Attributes:
+      path: the .onnx file.
+      prepare: picklable callable(batch) -> (feeds dict, token mask [B, T] or None).
+      pools: {tap key (= tensor name): pool mode} (default "spatial"; see
+        :func:`pool_output`).
+      logits: {tap key: logits tensor name} for taps with a source head (softmax applied).
+      symbolic_hw: make the input height/width symbolic so any side can be fed.
+      fixed_batch: feed the graph one example at a time (graphs with batch fixed at 1).
+    """
+
+    path: str = ""
+    prepare: Callable[[Sequence[Any]], tuple[dict, np.ndarray | None]] | None = None
+    pools: dict = dataclasses.field(default_factory=dict)
+    logits: dict = dataclasses.field(default_factory=dict)
+    symbolic_hw: bool = False
+    fixed_batch: bool = False
+
+    def _load(self):
+        self._wanted = [t.key for t in self.outputs] + sorted(set(self.logits.values()))
+        self._sess = ort_session(onnx_with_outputs(self.path, self._wanted, symbolic_hw=self.symbolic_hw))
+        self._inputs = {i.name for i in self._sess.get_inputs()}
+
+    def _run(self, batch):
+        feeds, mask = self.prepare(batch)
+        feeds = {k: v for k, v in feeds.items() if k in self._inputs}
+        return dict(zip(self._wanted, self._sess.run(self._wanted, feeds))), mask
+
+    def _encode_taps(self, batch):
+        if self.fixed_batch and len(batch) > 1:
+            parts = [self._encode_taps([x]) for x in batch]
+            return {k: (np.concatenate([p[k][0] for p in parts]),
+                        None if parts[0][k][1] is None else np.concatenate([p[k][1] for p in parts]))
+                    for k in parts[0]}
+        outs, mask = self._run(batch)
+        res = {}
+        for t in self.outputs:
+            feats = pool_output(outs[t.key], self.pools.get(t.key, "spatial"), mask, len(batch))
+            lt = self.logits.get(t.key)
+            probs = softmax(np.asarray(outs[lt], np.float32).reshape(len(batch), -1)) if lt else None
+            res[t.key] = (feats, probs)
+        return res
 
 
 # ----------------------------------------------------------------------------- static

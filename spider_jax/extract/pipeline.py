@@ -1,7 +1,8 @@
 """Extraction pipeline: run adapters over sources and write a resumable feature bank.
 
 ``build_bank`` declares every model and task in the bank, writes the labels, then runs
-one *unit* per model (all its pending (source, tasks) pairs, so each model loads once)
+one *unit* per network (all its pending (source, tasks) pairs, so each network loads once
+and one forward pass serves all of its taps: members ``network@tap`` and possibly psi)
 on a pool of single-threaded worker processes (one per core), longest units first.
 Items of a source are encoded once, in a fixed order and in batches, and the features of
 each task are the rows of its items. Arrays are written atomically per (model, task)
@@ -23,7 +24,7 @@ from typing import Sequence
 import numpy as np
 
 from spider_jax import bank as bank_lib
-from spider_jax.extract.adapters import Adapter
+from spider_jax.extract.adapters import Adapter, Tap
 from spider_jax.extract.sources import Source
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -52,53 +53,65 @@ def _to_float16(x: np.ndarray, what: str) -> np.ndarray:
     return x.astype(np.float16)
 
 
-def _pending_tasks(writer, adapter: Adapter, source: Source, kind: str) -> list[str]:
-    out = []
-    for t in source.tasks:
-        if kind == "psi":
-            done = writer.has_array(bank_lib.psi_path(t.name, "train"))
-        else:
-            done = writer.has_array(bank_lib.features_path(adapter.name, t.name, "train"))
-            if adapter.num_source_classes:
-                done = done and writer.has_array(bank_lib.source_probs_path(adapter.name, t.name, "train"))
-        if not done:
-            out.append(t.name)
-    return out
+def _routes(adapter: Adapter, as_psi: bool) -> list[tuple[Tap, str]]:
+    """(tap, "features" | "psi") for every output of `adapter` (all psi when `as_psi`)."""
+    return [(t, "psi" if (as_psi or t.psi) else "features") for t in adapter.taps()]
+
+
+def _route_arrays(tap: Tap, kind: str, task: str) -> list[str]:
+    if kind == "psi":
+        return [bank_lib.psi_path(task, "train")]
+    paths = [bank_lib.features_path(tap.name, task, "train")]
+    if tap.num_source_classes:
+        paths.append(bank_lib.source_probs_path(tap.name, task, "train"))
+    return paths
+
+
+def _pending_tasks(writer, routes, source: Source) -> list[str]:
+    """Tasks of `source` for which some output of the unit is still missing."""
+    return [t.name for t in source.tasks
+            if not all(writer.has_array(p) for tap, kind in routes for p in _route_arrays(tap, kind, t.name))]
 
 
 def _run_unit(unit: dict, root: str, progress=None) -> dict:
-    """Encodes one model's pending sources and writes its arrays. Runs in a worker."""
+    """Encodes one network's pending sources (one forward pass for all its taps) and
+    writes every tap's arrays. Runs in a worker."""
     _single_thread_env()
     adapter: Adapter = unit["adapter"]
+    routes = unit["routes"]
     writer = bank_lib.BankWriter(root)  # reads the manifest; only writes arrays
     start = time.time()
     adapter.load()
     written = 0
     for part in unit["parts"]:
         items, n = part["items"], len(part["items"])
-        feats, probs = [], []
+        outs = {tap.key: ([], []) for tap, _ in routes}
         for lo in range(0, n, adapter.batch_size):
-            f, p = adapter.encode(items[lo:lo + adapter.batch_size])
-            feats.append(f)
-            if p is not None:
-                probs.append(p)
+            batch = items[lo:lo + adapter.batch_size]
+            for key, (f, p) in adapter.encode_taps(batch).items():
+                if key in outs:
+                    outs[key][0].append(f)
+                    if p is not None:
+                        outs[key][1].append(p)
             if progress is not None:
-                progress.put(len(f))
-        feats = np.concatenate(feats) if feats else np.zeros((0, adapter.dim), np.float32)
-        probs = np.concatenate(probs) if probs else None
-        for task_name, rows in part["tasks"]:
-            if unit["kind"] == "psi":
-                writer.write_psi(task_name, "train", _to_float16(feats[rows], f"psi {adapter.name}/{task_name}"))
-            else:
-                if probs is not None:
-                    writer.write_source_probs(adapter.name, task_name, "train", probs[rows].astype(np.float32))
-                writer.write_features(adapter.name, task_name, "train",
-                                      _to_float16(feats[rows], f"{adapter.name}/{task_name}"))
-            written += 1
+                progress.put(len(batch))
+        for tap, kind in routes:
+            fl, pl = outs[tap.key]
+            feats = np.concatenate(fl) if fl else np.zeros((0, tap.dim), np.float32)
+            probs = np.concatenate(pl) if pl else None
+            for task_name, rows in part["tasks"]:
+                if kind == "psi":
+                    writer.write_psi(task_name, "train", _to_float16(feats[rows], f"psi {tap.name}/{task_name}"))
+                else:
+                    if probs is not None and tap.num_source_classes:
+                        writer.write_source_probs(tap.name, task_name, "train", probs[rows].astype(np.float32))
+                    writer.write_features(tap.name, task_name, "train",
+                                          _to_float16(feats[rows], f"{tap.name}/{task_name}"))
+                written += 1
     notes = {k: getattr(adapter, k) for k in ("num_empty", "num_char_fallback") if hasattr(adapter, k)}
-    return {"model": adapter.name, "kind": unit["kind"], "arrays": written,
-            "items": sum(len(p["items"]) for p in unit["parts"]), "seconds": time.time() - start,
-            "notes": notes}
+    return {"model": adapter.name, "kind": unit["kind"], "members": [t.name for t, _ in routes],
+            "arrays": written, "items": sum(len(p["items"]) for p in unit["parts"]),
+            "seconds": time.time() - start, "notes": notes}
 
 
 def _worker_entry(unit, root, progress):
@@ -108,18 +121,45 @@ def _worker_entry(unit, root, progress):
         raise RuntimeError(f"extraction of {unit['adapter'].name} failed: {type(e).__name__}: {e}") from None
 
 
+def networks(models: dict[str, Adapter], psi: dict[str, Adapter]) -> list[tuple[Adapter, bool]]:
+    """Every adapter to run once, with whether it is a psi-only adapter. A network in
+    `models` may also carry the psi tap of its modality (then `psi` need not name it)."""
+    out, seen = [], set()
+    for a, as_psi in [(a, False) for a in models.values()] + [(a, True) for a in psi.values()]:
+        if id(a) not in seen:
+            seen.add(id(a))
+            out.append((a, as_psi))
+    return out
+
+
+def psi_spec(models: dict[str, Adapter], psi: dict[str, Adapter]) -> dict[str, dict]:
+    """The manifest's psi entry {modality: {"name", "dim"}} (one psi per modality)."""
+    spec = {}
+    for a, as_psi in networks(models, psi):
+        for tap, kind in _routes(a, as_psi):
+            if kind == "psi":
+                if a.modality in spec and spec[a.modality]["name"] != tap.name:
+                    raise ValueError(f"two psi encoders for {a.modality}: {spec[a.modality]['name']}, {tap.name}")
+                spec[a.modality] = {"name": tap.name, "dim": tap.dim}
+    return spec
+
+
 def declare(root: str, models: dict[str, Adapter], psi: dict[str, Adapter],
             sources: Sequence[Source]) -> bank_lib.BankWriter:
     """Declares models and tasks and writes labels (checking a resumed bank matches)."""
-    writer = bank_lib.BankWriter(root, psi={m: {"name": a.name, "dim": a.dim} for m, a in psi.items()})
+    writer = bank_lib.BankWriter(root, psi=psi_spec(models, psi))
     for a in models.values():
-        writer.add_model(a.name, dim=a.dim, modality=a.modality,
-                         has_source_head=a.num_source_classes > 0,
-                         num_source_classes=a.num_source_classes, description=a.description)
+        for tap, kind in _routes(a, False):
+            if kind == "features":
+                writer.add_model(tap.name, dim=tap.dim, modality=a.modality,
+                                 has_source_head=tap.num_source_classes > 0,
+                                 num_source_classes=tap.num_source_classes, description=tap.description,
+                                 licence=tap.licence or a.licence, network=a.name)
     for s in sources:
         for t in s.tasks:
             writer.add_dataset(t.name, modality=s.modality, class_names=t.class_names, pool=t.pool,
-                               source=s.source, licence=s.licence, source_dataset=s.name)
+                               source=s.source, licence=s.licence, source_dataset=s.name,
+                               **({"group": s.group} if s.group else {}))
             rel = bank_lib.labels_path(t.name, "train")
             if writer.has_array(rel):
                 old = np.load(os.path.join(root, rel), allow_pickle=False)
@@ -132,15 +172,16 @@ def declare(root: str, models: dict[str, Adapter], psi: dict[str, Adapter],
 
 
 def plan(writer, models: dict[str, Adapter], psi: dict[str, Adapter], sources: Sequence[Source]):
-    """Units of work (one per model) for every array still missing, longest first."""
+    """Units of work (one per network: all its taps from one forward pass) for every
+    array still missing, longest first."""
     units = []
-    jobs = [(a, "features") for a in models.values()] + [(a, "psi") for a in psi.values()]
-    for adapter, kind in jobs:
+    for adapter, as_psi in networks(models, psi):
+        routes = _routes(adapter, as_psi)
         parts = []
         for s in sources:
             if s.modality != adapter.modality:
                 continue
-            pending = _pending_tasks(writer, adapter, s, kind)
+            pending = _pending_tasks(writer, routes, s)
             if not pending:
                 continue
             needed = s.needed(pending)
@@ -151,8 +192,8 @@ def plan(writer, models: dict[str, Adapter], psi: dict[str, Adapter], sources: S
             parts.append({"source": s.name, "items": items, "tasks": tasks})
         if parts:
             n = sum(len(p["items"]) for p in parts)
-            units.append({"adapter": adapter, "kind": kind, "parts": parts,
-                          "cost": n * getattr(adapter, "seconds_per_item", 0.01)})
+            units.append({"adapter": adapter, "routes": routes, "kind": "psi" if as_psi else "features",
+                          "parts": parts, "cost": n * getattr(adapter, "seconds_per_item", 0.01)})
     units.sort(key=lambda u: -u["cost"])
     return units
 

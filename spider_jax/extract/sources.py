@@ -59,6 +59,8 @@ class Source:
       tasks: tasks over the items.
       source: where the data comes from (package==version, URL, ...).
       licence: the data licence.
+      group: leave-one-group-out tag: sources that share files or are near-duplicate
+        tasks share a group (stored per dataset in the bank manifest).
     """
 
     name: str
@@ -67,6 +69,7 @@ class Source:
     tasks: list[Task]
     source: str = ""
     licence: str = ""
+    group: str = ""
 
     def needed(self, task_names: Sequence[str] | None = None) -> np.ndarray:
         """Sorted union of item positions used by the named tasks (all by default)."""
