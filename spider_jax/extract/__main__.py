@@ -26,6 +26,8 @@ flags.DEFINE_integer("cap", None, "Max examples per dataset (default: 1500 full,
 flags.DEFINE_integer("workers", 2, "Single-threaded worker processes (one per core).")
 flags.DEFINE_list("models", None, "Only these networks or members (network@tap); a network runs "
                   "with all its taps (default: the whole zoo).")
+flags.DEFINE_enum("modality", None, ["image", "text"], "Only this modality's networks, psi and "
+                  "datasets (a bank can be built one modality at a time; the other is kept).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.mark_flag_as_required("out")
 
@@ -46,6 +48,10 @@ def main(argv):
         module, _, fn = FLAGS.zoo.partition(":")
         models, psi, sources = getattr(importlib.import_module(module), fn or "get_zoo")()
         info = {"zoo": FLAGS.zoo}
+    if FLAGS.modality:
+        models = {k: a for k, a in models.items() if a.modality == FLAGS.modality}
+        psi = {k: a for k, a in psi.items() if k == FLAGS.modality}
+        sources = [s for s in sources if s.modality == FLAGS.modality]
     if FLAGS.models:
         names = {k: {k} | {t.name for t in a.taps()} for k, a in models.items()}
         unknown = sorted(set(FLAGS.models) - set().union(*names.values()))
@@ -53,7 +59,8 @@ def main(argv):
             raise app.UsageError(f"unknown models {unknown}; choose from {sorted(set().union(*names.values()))}")
         models = {k: v for k, v in models.items() if names[k] & set(FLAGS.models)}
     summary = pipeline.build_bank(FLAGS.out, models, psi, sources, workers=FLAGS.workers,
-                                  progress=FLAGS.progress, info=info)
+                                  progress=FLAGS.progress, info=info,
+                                  validate=not (FLAGS.models or FLAGS.modality))
     for u in sorted(summary["units"], key=lambda u: -u["seconds"]):
         logging.info("%-22s %-8s %6d items %7.1f s %s", u["model"], u["kind"], u["items"], u["seconds"],
                      u["notes"] or "")

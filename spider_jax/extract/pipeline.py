@@ -200,7 +200,7 @@ def plan(writer, models: dict[str, Adapter], psi: dict[str, Adapter], sources: S
 
 def build_bank(root: str, models: dict[str, Adapter], psi: dict[str, Adapter],
                sources: Sequence[Source], *, workers: int = 2, progress: bool = True,
-               info: dict | None = None) -> dict:
+               info: dict | None = None, validate: bool = True) -> dict:
     """Builds (or resumes) a feature bank.
 
     Args:
@@ -211,6 +211,8 @@ def build_bank(root: str, models: dict[str, Adapter], psi: dict[str, Adapter],
       workers: worker processes (one single-threaded worker per core); <= 1 runs inline.
       progress: show a tqdm bar over encoded items.
       info: extra fields for ``build_info.json`` (e.g. subset, cap).
+      validate: check the whole bank at the end (off for a one-modality or one-network
+        piece of a bank whose other parts may still be in progress).
     Returns:
       A summary {"units": [...], "seconds": float, "bytes": int}.
     """
@@ -252,7 +254,8 @@ def build_bank(root: str, models: dict[str, Adapter], psi: dict[str, Adapter],
                     bar.update(q.get())
     bar.close()
     writer.close()
-    bank_lib.open_bank(root, validate=True)  # the finished bank must pass validation
+    if validate:
+        bank_lib.open_bank(root, validate=True)  # the finished bank must pass validation
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(root) for f in fs)
     summary = {"units": results, "seconds": time.time() - start, "bytes": size}
     build_info = {"build_seconds_last_run": summary["seconds"], "bytes": size,
