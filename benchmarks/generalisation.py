@@ -26,7 +26,8 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from spider_jax import bank as bank_lib  # noqa: E402
-from spider_jax import evaluation, label, train  # noqa: E402
+from spider_jax import evaluation, inference, label, methods, train  # noqa: E402
+from spider_jax import workdir as workdir_lib  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _MODALITY = flags.DEFINE_string("modality", None, "image or text.", required=True)
@@ -47,16 +48,16 @@ def main(argv):
     config, model, params, zoo = train.load_trained(workdir)
     bank = bank_lib.open_bank(_BANK.value)
     seen = int(config.data.num_train_tasks)
-    cache = label.cache_dir_for(config, _WORKDIR.value, _MODALITY.value)
+    cache = workdir_lib.cache_dir_for(config, _WORKDIR.value, _MODALITY.value)
     labelled = label.label_tasks(bank, config, modality=_MODALITY.value, cache_dir=cache,
                                  num_tasks=seen + _NUM_TASKS.value)
     prior = labelled["rank_labels"][:seen].mean(0)
     fresh = slice(seen, seen + _NUM_TASKS.value)
     truth = labelled["rank_labels"][fresh]
     tasks = {k: labelled[k][fresh] for k in ("psi_centres", "class_mask", "specific_centres")}
-    spider = train.rerank_scores(model, params, tasks, 0)
-    spider3 = train.rerank_scores(model, params, tasks, _K.value)
-    logme = labelled["metric_scores"][fresh, label.METHODS.index("logme")]
+    spider = inference.rerank_tasks(model, params, tasks, 0)
+    spider3 = inference.rerank_tasks(model, params, tasks, _K.value)
+    logme = labelled["metric_scores"][fresh, methods.RANKAGG_METHODS.index("logme")]
     print(f"{_MODALITY.value}: {_NUM_TASKS.value} unseen training-pool tasks, tau_w against "
           f"their RankAgg labels")
     print(f"  Model Spider k=0 {mean_tau(truth, spider):.3f}   k={_K.value} "
@@ -66,8 +67,8 @@ def main(argv):
 
     down = label.label_downstream(bank, config, modality=_MODALITY.value, cache_dir=cache)
     names, gt = down["datasets"], down["truth"]
-    spider_d = train.rerank_scores(model, params, down, 0)
-    spider_d3 = train.rerank_scores(model, params, down, _K.value)
+    spider_d = inference.rerank_tasks(model, params, down, 0)
+    spider_d3 = inference.rerank_tasks(model, params, down, _K.value)
     print(f"{_MODALITY.value}: downstream datasets {list(names)}, tau_w against ground truth")
     print(f"  Model Spider k=0 {mean_tau(gt, spider_d):.3f}   k={_K.value} "
           f"{mean_tau(gt, spider_d3):.3f}   zoo prior "

@@ -58,11 +58,13 @@ import copy
 import json
 import os
 import re
-import tempfile
 import time
 from typing import Any, Iterable
 
 import numpy as np
+
+from spider_jax import atomic
+from spider_jax.atomic import atomic_write  # noqa: F401  (re-exported: bank.atomic_write)
 
 FORMAT_VERSION = 1
 MODALITIES = ("image", "text")
@@ -106,31 +108,11 @@ def psi_path(dataset: str, split: str) -> str:
 
 
 # --------------------------------------------------------------------------- atomic I/O
-def atomic_write(path: str, write_fn) -> None:
-    """Writes ``path`` all or nothing: ``write_fn(file)`` into a temporary file beside it,
-    fsync, then ``os.replace`` (an interrupted write never leaves a half-written file)."""
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".part", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write_fn(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_save_npy(path: str, array: np.ndarray) -> None:
-    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+_atomic_save_npy = atomic.write_npy
 
 
 def _atomic_save_json(path: str, obj: Any) -> None:
-    data = json.dumps(obj, indent=1, sort_keys=False).encode("utf-8")
-    atomic_write(path, lambda f: f.write(data))
+    atomic.write_json(path, obj, indent=1, sort_keys=False)
 
 
 def _load_npy(path: str, root: str) -> np.ndarray:

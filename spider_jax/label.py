@@ -10,12 +10,15 @@ feature dims are not invariant, e.g. Ledoit-Wolf shrinkage depends on D, so each
 keeps its true D); tasks come in fixed-size chunks so every chunk reuses the compiled
 code.  With N <= D, LogME and the shrinkage H-Score share one Gram per (task, PTM).
 
+The metrics themselves, their batching (vmap over tasks, the fused LogME + H-Score
+route) and the Copeland step live in :mod:`spider_jax.methods` (``rankagg_scores``);
+this module cuts the work into chunks, caches them and shards them over devices, and
+brings results to the host once per chunk.
+
 Rules (recorded in the cache's ``meta.json``):
 
-* H-Score: plain H-Score is degenerate when a task's N is not much larger than D
-  (pinv of a rank-deficient covariance gives C-1 for every PTM).  ``hscore="auto"``
-  uses ``metrics.regularized_hscore`` (Ledoit-Wolf shrinkage) unless
-  ``N_max >= 10 * D_max``; ``"plain"`` / ``"regularized"`` force one.
+* H-Score: ``methods.hscore_variant`` (plain unless N is small against D, then
+  Ledoit-Wolf shrinkage), decided on ``N_max`` and ``D_max``.
 * Missing methods: Copeland runs over the methods available for *every* PTM of the
   zoo (LEEP/NCE only when every PTM has a source head); the per-method scores of all
   methods are still cached (NaN where unavailable) for baselines.
@@ -42,25 +45,20 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from spider_jax import bank as bank_lib
-from spider_jax import metrics, parallel, rankagg, synthetic
-from spider_jax.metrics.hscore import centre, regularized_hscore_from_gram
-from spider_jax.metrics.logme import logme_from_gram
+from spider_jax import atomic, parallel
+from spider_jax import workdir as workdir_lib
+from spider_jax.methods import RANKAGG_METHODS, hscore_variant, rankagg_available, rankagg_scores
 from spider_jax.sampler import TaskSampler, Zoo
 
-__all__ = ["METHODS", "label_tasks", "label_downstream", "label_batch", "hscore_variant",
-           "zoo_for", "make_sampler"]
+__all__ = ["label_tasks", "label_downstream", "label_batch", "zoo_for", "make_sampler"]
 
-METHODS = ("hscore", "nce", "leep", "logme")
 _ARRAYS = ("psi_centres", "class_mask", "specific_centres", "num_classes", "metric_scores",
            "rank_labels")
 
@@ -80,167 +78,30 @@ def make_sampler(sub_bank, zoo: Zoo, config) -> TaskSampler:
                        examples_per_class=d.examples_per_class)
 
 
-def hscore_variant(rule: str, num_examples: int, max_dim: int) -> str:
-    """Which H-Score the labels use: "plain" or "regularized" (see module docstring)."""
-    if rule not in ("auto", "plain", "regularized"):
-        raise ValueError(f"label.hscore must be auto|plain|regularized, got {rule!r}")
-    if rule != "auto":
-        return rule
-    return "plain" if num_examples >= 10 * max_dim else "regularized"
-
-
-def available_methods(zoo: Zoo, methods) -> tuple[str, ...]:
-    """Methods computable for every PTM of the zoo (the Copeland inputs)."""
-    out = []
-    for name in methods:
-        if name not in METHODS:
-            raise ValueError(f"unknown method {name!r}; choose from {METHODS}")
-        if name in ("nce", "leep") and not all(zoo.has_source_head):
-            continue
-        out.append(name)
-    if not out:
-        raise ValueError(f"no method in {tuple(methods)} is available for every PTM")
-    return tuple(out)
-
-
-def _per_task_model(fn):
-    """vmap a per-(task, PTM) metric over tasks (axis 0 of every input), one PTM."""
-    return jax.vmap(fn)
-
-
-# One jit per metric, except LogME + shrinkage H-Score with N <= D (``_fused_batched``,
-# one eigh + one Cholesky). An earlier XLA:CPU build deadlocked on the second execution of
-# one executable holding both LogME and H-Score (two eighs); not reproduced with jax
-# 0.10.2 (repeated runs of logme+hscore and of the fused pair), but the eigh-path
-# metrics stay in separate jits.
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _logme_batched(features, labels, mask, *, num_classes):
-    """features [T, N, D], labels/mask [T, N] -> [T]."""
-    return _per_task_model(lambda f, y, m: metrics.logme(f, y, num_classes=num_classes, mask=m))(
-        features, labels, mask)
-
-
-@functools.partial(jax.jit, static_argnames=("num_classes", "regularized"))
-def _hscore_batched(features, labels, mask, *, num_classes, regularized):
-    hs = metrics.regularized_hscore if regularized else metrics.hscore
-    return _per_task_model(lambda f, y, m: hs(f, y, num_classes=num_classes, mask=m))(
-        features, labels, mask)
-
-
-def _logme_regularized_hscore(f, y, m, *, num_classes):
-    """(LogME, regularised H-Score) of one (task, PTM) with N <= D from one centred Gram.
-
-    ``Gc = X X^T`` of the centred, masked features gives the shrinkage H-Score by a
-    Cholesky solve (``metrics.hscore.regularized_hscore_from_gram``); LogME's uncentred Gram of
-    the masked features ``F_m = X + w mu^T`` is ``Gc + v w^T + w v^T + |mu|^2 w w^T``
-    with ``v = X mu`` (one N x N x D product instead of two), then one eigh.
-    """
-    x, w, n_real, mean = centre(f, m)
-    onehot = jax.nn.one_hot(y, num_classes, dtype=x.dtype) * w[:, None]
-    gc = x @ x.T
-    v = x @ mean
-    g = (gc + v[:, None] * w[None, :] + w[:, None] * v[None, :]
-         + jnp.dot(mean, mean) * (w[:, None] * w[None, :]))
-    present = (jnp.sum(onehot, axis=0) > 0).astype(x.dtype)
-    dim = f.shape[1]
-    return (logme_from_gram(g, onehot, n_real, present, dim),
-            regularized_hscore_from_gram(gc, onehot, n_real, dim))
-
-
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _fused_batched(features, labels, mask, *, num_classes):
-    """LogME and regularised H-Score, features [T, N, D] (N <= D) -> 2 x [T].
-
-    One jit holding both (they share the Gram): one eigh (LogME) and one Cholesky
-    (H-Score), never two eighs (see the deadlock note above); tests run it repeatedly.
-    """
-    return _per_task_model(functools.partial(_logme_regularized_hscore,
-                                             num_classes=num_classes))(features, labels, mask)
-
-
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def _leep_batched(probs, labels, mask, *, num_classes):
-    """probs [T, N, S], labels/mask [T, N] -> [T]."""
-    return _per_task_model(lambda p, y, m: metrics.leep(p, y, num_classes=num_classes, mask=m))(
-        probs, labels, mask)
-
-
-@functools.partial(jax.jit, static_argnames=("num_classes", "num_source_classes"))
-def _nce_batched(probs, labels, mask, *, num_classes, num_source_classes):
-    """NCE on the argmax source label of each example."""
-    def one(p, y, m):
-        src = jnp.argmax(p, axis=-1).astype(jnp.int32)
-        return metrics.nce(src, y, num_source_classes=num_source_classes,
-                           num_classes=num_classes, mask=m)
-    return _per_task_model(one)(probs, labels, mask)
-
-
-@jax.jit
-def _copeland(scores):
-    """[T, A, M] -> [T, M] Copeland points."""
-    return jax.vmap(rankagg.copeland)(scores)
-
-
 def label_batch(batch: dict, zoo: Zoo, *, num_classes: int, hscore: str,
-                methods=METHODS, mesh: jax.sharding.Mesh | None = None
+                methods=RANKAGG_METHODS, mesh: jax.sharding.Mesh | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Metrics and Copeland labels for a materialised batch of T tasks.
+    """``methods.rankagg_scores`` of a materialised batch of T tasks, brought to the host.
 
     Args:
-      batch: ``TaskSampler.materialize`` output (needs ``features``, ``source_probs``,
-        ``labels``, ``example_mask``); with ``mesh``, this host's slice of the global
-        batch (the tasks axis of every host's slices concatenated in process order).
-      zoo: the zoo (M PTMs).
-      num_classes: padded class count C_max (static).
-      hscore: "plain" | "regularized".
-      methods: methods to compute (subset of METHODS).
+      batch: ``TaskSampler.materialize`` output; with ``mesh``, this host's slice of the
+        global batch (the tasks axis of every host's slices concatenated in process order).
+      zoo, num_classes, hscore, methods: as ``methods.rankagg_scores``.
       mesh: run sharded over the tasks axis on this mesh's ``data`` axis (the global T
         must be a multiple of its size); None: on the default device.
 
     Returns:
-      (metric_scores [T, len(METHODS), M] float32, NaN where not computed,
-       rank_labels [T, M] float32 Copeland points over ``available_methods``), for the
-      global T on every host.
+      (metric_scores [T, len(RANKAGG_METHODS), M] float32, NaN where not computed,
+       rank_labels [T, M] float32), numpy, for the global T on every host.
     """
     if mesh is None:
-        put, get = jax.device_put, np.asarray
+        put, get = jax.device_put, jax.device_get
     else:
         put = functools.partial(parallel.host_to_global, mesh=mesh)
         get = parallel.global_to_host
-    labels = put(np.asarray(batch["labels"]))
-    mask = put(np.asarray(batch["example_mask"], np.float32))
-    t, m = labels.shape[0], zoo.num_models
-    out = np.full((t, len(METHODS), m), np.nan, np.float32)
-    col = {name: METHODS.index(name) for name in METHODS}
-    # One PTM at a time (vmap over tasks): no [T, M, N, D] stack to copy, and PTMs of the
-    # same feature shape share one compiled executable.
-    for i in range(m):
-        feats = put(np.asarray(batch["features"][i]))                  # [T, N, D]
-        n, dim = feats.shape[1], feats.shape[2]
-        if {"logme", "hscore"} <= set(methods) and hscore == "regularized" and n <= dim:
-            lm, hs = _fused_batched(feats, labels, mask, num_classes=num_classes)
-            out[:, col["logme"], i], out[:, col["hscore"], i] = get(lm), get(hs)
-        else:
-            if "logme" in methods:
-                out[:, col["logme"], i] = get(
-                    _logme_batched(feats, labels, mask, num_classes=num_classes))
-            if "hscore" in methods:
-                out[:, col["hscore"], i] = get(_hscore_batched(
-                    feats, labels, mask, num_classes=num_classes,
-                    regularized=hscore == "regularized"))
-        del feats
-        if {"leep", "nce"} & set(methods) and zoo.has_source_head[i]:
-            probs = put(np.asarray(batch["source_probs"][i]))          # [T, N, S]
-            if "leep" in methods:
-                out[:, col["leep"], i] = get(
-                    _leep_batched(probs, labels, mask, num_classes=num_classes))
-            if "nce" in methods:
-                out[:, col["nce"], i] = get(_nce_batched(
-                    probs, labels, mask, num_classes=num_classes,
-                    num_source_classes=zoo.num_source_classes[i]))
-    used = [METHODS.index(a) for a in available_methods(zoo, methods)]
-    agg = np.asarray(_copeland(jnp.asarray(out[:, used])), np.float32)
-    return out, agg
+    scores, agg = get(rankagg_scores(batch, zoo, num_classes=num_classes, hscore=hscore,
+                                     methods=methods, put=put))
+    return np.asarray(scores, np.float32), np.asarray(agg, np.float32)
 
 
 def _fingerprint(zoo: Zoo, config, sampler: TaskSampler, hscore: str) -> dict:
@@ -249,16 +110,9 @@ def _fingerprint(zoo: Zoo, config, sampler: TaskSampler, hscore: str) -> dict:
                 max_datasets=d.max_datasets, max_classes=sampler.max_classes,
                 examples_per_class=d.examples_per_class, pool=sampler.pool,
                 chunk_size=config.label.chunk_size, methods=list(config.label.methods),
-                hscore=hscore, copeland_methods=list(available_methods(zoo, config.label.methods)))
+                hscore=hscore, copeland_methods=list(rankagg_available(zoo, config.label.methods)))
     meta["hash"] = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
     return meta
-
-
-def _save_npz(path: str, arrays: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp.npz")
-    with os.fdopen(fd, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
 
 
 def _load_npz(path: str) -> dict:
@@ -277,9 +131,7 @@ def _open_cache(cache_dir: str, meta: dict) -> None:
                              f"(hash {old.get('hash')} != {meta['hash']}); use another "
                              f"--config.label.cache_dir or delete it")
         return
-    with open(path + ".tmp", "w") as fh:
-        json.dump(meta, fh, indent=1)
-    os.replace(path + ".tmp", path)
+    atomic.write_json(path, meta, indent=1)
 
 
 def _label_step(sampler, specs, zoo, config, *, step_tasks, num_classes, num_examples, hscore,
@@ -321,7 +173,7 @@ def label_tasks(bank, config, *, modality: str, cache_dir: str, num_tasks: int |
 
     Returns:
       dict with psi_centres [T,C,Dpsi], class_mask [T,C], specific_centres [T,M,C,Dmax]
-      (float16), num_classes [T], metric_scores [T,A,M] (A = METHODS order),
+      (float16), num_classes [T], metric_scores [T,A,M] (A = RANKAGG_METHODS order),
       rank_labels [T,M], plus "meta" (the fingerprint dict).
     """
     sub, zoo = zoo_for(bank, modality)
@@ -363,7 +215,7 @@ def label_tasks(bank, config, *, modality: str, cache_dir: str, num_tasks: int |
             fresh[lo] = {k: v[offset:offset + hi - lo] for k, v in arrays.items()}
             offset += hi - lo
             if main:
-                _save_npz(path(lo), fresh[lo])
+                atomic.write_npz(path(lo), fresh[lo])
     parts = [fresh[s] if s in fresh else _load_npz(path(s)) for s in starts]
     out = {k: np.concatenate([p[k] for p in parts])[:num_tasks] for k in _ARRAYS}
     out["meta"] = meta
@@ -410,63 +262,25 @@ def label_downstream(bank, config, *, modality: str, cache_dir: str) -> dict:
                    num_classes=batch["num_classes"], metric_scores=scores, rank_labels=agg,
                    truth=truth)
         if parallel.is_main_process():
-            _save_npz(path, out)
+            atomic.write_npz(path, out)
     out["datasets"] = list(names)
     out["hscore"] = hscore
     return out
 
 
 # ----------------------------------------------------------------------------- CLI
-def run_dir_for(config, workdir: str, modality: str) -> str:
-    """The run directory of one modality: WORKDIR/<modality> when config.modality is "all"."""
-    return os.path.join(workdir, modality) if config.modality in ("", "all") else workdir
-
-
-def cache_dir_for(config, workdir: str, modality: str) -> str:
-    """Where the labels of one modality are cached (shared by label and train)."""
-    if config.label.cache_dir:
-        return os.path.join(config.label.cache_dir, modality)
-    return os.path.join(run_dir_for(config, workdir, modality), "labels")
-
-
-def modalities_for(config, bank) -> list[str]:
-    """``config.modality`` ("" or "all": every modality with models in the bank)."""
-    if config.modality in ("", "all"):
-        return [m for m in bank_lib.MODALITIES if bank.subset(m).models]
-    return [config.modality]
-
-
-def open_bank_for(config, workdir: str):
-    """``config.bank_dir``, or the synthetic bank of ``config.synthetic`` in WORKDIR/bank."""
-    if config.bank_dir:
-        if not os.path.exists(os.path.join(config.bank_dir, "manifest.json")):
-            raise FileNotFoundError(
-                f"no feature bank at {config.bank_dir}. Build the wheel-zoo bank with\n"
-                f"  python -m spider_jax.extract --zoo=wheel --out={config.bank_dir} && "
-                f"python -m spider_jax.groundtruth --bank={config.bank_dir}")
-        return bank_lib.open_bank(config.bank_dir)
-    if config.synthetic.get("enabled", False):
-        kwargs = {k: v for k, v in config.synthetic.items() if k != "enabled"}
-        root = os.path.join(workdir, "bank")
-        if parallel.is_main_process():      # one writer; the others wait, then open it
-            synthetic.make_bank(root, **kwargs)
-        parallel.sync("spider_jax.synthetic_bank")
-        return bank_lib.open_bank(root)
-    raise ValueError("set --config.bank_dir (or enable config.synthetic)")
-
-
 def main(argv):
     del argv
     parallel.maybe_initialize_distributed()
     config = flags.FLAGS.config
-    bank = open_bank_for(config, flags.FLAGS.workdir)
+    bank = workdir_lib.open_bank_for(config, flags.FLAGS.workdir)
     mesh = parallel.make_mesh()
-    for modality in modalities_for(config, bank):
+    for modality in workdir_lib.modalities_for(config, bank):
         out = label_tasks(bank, config, modality=modality, mesh=mesh,
                           progress=parallel.is_main_process(),
-                          cache_dir=cache_dir_for(config, flags.FLAGS.workdir, modality))
+                          cache_dir=workdir_lib.cache_dir_for(config, flags.FLAGS.workdir, modality))
         if parallel.is_main_process():
-                print(f"{modality}: {out['rank_labels'].shape[0]} tasks labelled "
+            print(f"{modality}: {out['rank_labels'].shape[0]} tasks labelled "
                   f"(H-Score variant {out['meta']['hscore']}, Copeland over "
                   f"{out['meta']['copeland_methods']})")
 

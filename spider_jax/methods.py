@@ -8,17 +8,25 @@ reads from a feature bank:
 * ``"source_labels"``: the argmax of that softmax (NCE), also head-only.
 
 A method whose input a PTM lacks scores NaN for that PTM (skipped, never invented).
-:func:`score_zoo` scores all PTMs of one task, batched: PTMs whose input has the same
-width are stacked and scored by one jitted ``vmap`` (one compilation per
-``(method, N, width, C)``), PTMs of another width get their own call. Metrics are never
-fused into one jit with another metric (see ``spider_jax.label``: XLA:CPU deadlocked on
-a fused LogME + H-Score executable).
 
-Library use (label.py can reuse the same table)::
+The batched layer, the one way metrics run on many inputs:
+
+* :func:`batched_fn` / :func:`score_zoo`: one task, many PTMs sharing its labels (a
+  ``vmap`` over PTMs of the same input width; one compilation per
+  ``(method, N, width, C)``);
+* :func:`over_tasks`: one PTM, many tasks each with its own labels and mask (a ``vmap``
+  over tasks; the label pipeline's chunks);
+* :func:`logme_hscore_over_tasks`: the fused route, LogME and the shrinkage H-Score of
+  tasks with N <= D from one shared Gram (one eigh + one Cholesky per task);
+* :func:`rankagg_scores`: RankAgg's inputs (:data:`RANKAGG_METHODS`) for a batch of
+  tasks and every PTM, and their Copeland aggregate (Eq. 8), left on device.
+
+Library use::
 
     from spider_jax import methods
     scores = methods.score_zoo("logme", inputs, labels, num_classes=C)   # [M]
     fn = methods.batched_fn("logme", num_classes=C)   # (x[G,N,D], labels[N], mask[N]) -> [G]
+    fn = methods.over_tasks("logme", num_classes=C)   # (x[T,N,D], labels[T,N], mask[T,N]) -> [T]
 """
 
 from __future__ import annotations
@@ -31,12 +39,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spider_jax import metrics
+from spider_jax import metrics, rankagg
+from spider_jax.metrics.hscore import centre, regularized_hscore_from_gram
+from spider_jax.metrics.logme import logme_from_gram
 
-__all__ = ["Method", "METHODS", "INPUTS", "names", "needs_source_head", "input_of",
-           "model_inputs", "batched_fn", "score_zoo", "available_for"]
+__all__ = ["Method", "METHODS", "INPUTS", "RANKAGG_METHODS", "names", "needs_source_head",
+           "input_of", "model_inputs", "batched_fn", "score_zoo", "available_for",
+           "over_tasks", "logme_hscore_over_tasks", "hscore_variant", "rankagg_available",
+           "rankagg_scores"]
 
 INPUTS = ("features", "source_probs", "source_labels")
+
+# The methods RankAgg aggregates (Copeland, Eq. 8), in the column order of every
+# [T, len(RANKAGG_METHODS), M] score array (label cache, downstream labels, reports).
+# "hscore" is plain or shrinkage H-Score by :func:`hscore_variant`.
+RANKAGG_METHODS = ("hscore", "nce", "leep", "logme")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,3 +256,139 @@ def score_zoo(name: str, inputs: Sequence[np.ndarray | None], labels, *, num_cla
     if stats is not None:
         stats.update(compile_s=compile_s, run_s=run_s, bytes=peak)
     return out
+
+
+# ----------------------------------------------------------------------------- over tasks
+@functools.lru_cache(maxsize=None)
+def over_tasks(name: str, *, num_classes: int, num_source_classes: int = 0) -> Callable:
+    """The jitted ``(x [T, N, W], labels [T, N], mask [T, N]) -> [T]`` scorer of one
+    method: one PTM, T tasks each with its own labels."""
+    method = _get(name)
+    one = functools.partial(method.fn, num_classes=int(num_classes),
+                            num_source_classes=int(num_source_classes))
+    return jax.jit(jax.vmap(one))
+
+
+def _logme_regularized_hscore(f, y, m, *, num_classes):
+    """(LogME, regularised H-Score) of one (task, PTM) with N <= D from one centred Gram.
+
+    ``Gc = X X^T`` of the centred, masked features gives the shrinkage H-Score by a
+    Cholesky solve (``metrics.hscore.regularized_hscore_from_gram``); LogME's uncentred Gram of
+    the masked features ``F_m = X + w mu^T`` is ``Gc + v w^T + w v^T + |mu|^2 w w^T``
+    with ``v = X mu`` (one N x N x D product instead of two), then one eigh.
+    """
+    x, w, n_real, mean = centre(f, m)
+    onehot = jax.nn.one_hot(y, num_classes, dtype=x.dtype) * w[:, None]
+    gc = x @ x.T
+    v = x @ mean
+    g = (gc + v[:, None] * w[None, :] + w[:, None] * v[None, :]
+         + jnp.dot(mean, mean) * (w[:, None] * w[None, :]))
+    present = (jnp.sum(onehot, axis=0) > 0).astype(x.dtype)
+    dim = f.shape[1]
+    return (logme_from_gram(g, onehot, n_real, present, dim),
+            regularized_hscore_from_gram(gc, onehot, n_real, dim))
+
+
+@functools.partial(jax.jit, static_argnames=("num_classes",))
+def logme_hscore_over_tasks(features, labels, mask, *, num_classes):
+    """LogME and regularised H-Score, features [T, N, D] (N <= D) -> 2 x [T].
+
+    One jit holding both (they share the Gram): one eigh (LogME) and one Cholesky
+    (H-Score). Other metrics run in their own jits.
+    """
+    return jax.vmap(functools.partial(_logme_regularized_hscore, num_classes=num_classes))(
+        features, labels, mask)
+
+
+# ----------------------------------------------------------------------------- RankAgg
+def hscore_variant(rule: str, num_examples: int, max_dim: int) -> str:
+    """Which H-Score RankAgg uses: "plain" or "regularized".
+
+    Plain H-Score is degenerate when N is not much larger than D (pinv of a rank-deficient
+    covariance gives C-1 for every PTM): ``rule="auto"`` takes the shrinkage H-Score
+    unless ``N >= 10 * D``; "plain" / "regularized" force one.
+    """
+    if rule not in ("auto", "plain", "regularized"):
+        raise ValueError(f"label.hscore must be auto|plain|regularized, got {rule!r}")
+    if rule != "auto":
+        return rule
+    return "plain" if num_examples >= 10 * max_dim else "regularized"
+
+
+def rankagg_available(zoo, methods) -> tuple[str, ...]:
+    """Methods of ``methods`` computable for every PTM of the zoo (the Copeland inputs)."""
+    out = []
+    for name in methods:
+        if name not in RANKAGG_METHODS:
+            raise ValueError(f"unknown method {name!r}; choose from {RANKAGG_METHODS}")
+        if name in ("nce", "leep") and not all(zoo.has_source_head):
+            continue
+        out.append(name)
+    if not out:
+        raise ValueError(f"no method in {tuple(methods)} is available for every PTM")
+    return tuple(out)
+
+
+@jax.jit
+def _copeland(scores):
+    """[T, A, M] -> [T, M] Copeland points."""
+    return jax.vmap(rankagg.copeland)(scores)
+
+
+def rankagg_scores(batch: Mapping, zoo, *, num_classes: int, hscore: str,
+                   methods=RANKAGG_METHODS, put: Callable = jax.device_put
+                   ) -> tuple[jax.Array, jax.Array]:
+    """RankAgg's metrics and Copeland points for T tasks and every PTM, on device.
+
+    Args:
+      batch: ``TaskSampler.materialize`` output (``features`` and ``source_probs`` per PTM
+        [T, N, W], ``labels`` and ``example_mask`` [T, N]).
+      zoo: the zoo (M PTMs; which have a source head, their source class counts).
+      num_classes: padded class count C (static).
+      hscore: "plain" | "regularized" (:func:`hscore_variant`).
+      methods: the subset of :data:`RANKAGG_METHODS` to compute.
+      put: places a host array for the computation (``jax.device_put``, or a sharding
+        placement such as ``parallel.host_to_global``).
+
+    Returns:
+      (metric_scores [T, len(RANKAGG_METHODS), M] float32, NaN where not computed,
+       rank_labels [T, M] Copeland points over :func:`rankagg_available`), on device.
+    """
+    labels = put(np.asarray(batch["labels"]))
+    mask = put(np.asarray(batch["example_mask"], np.float32))
+    t, m = labels.shape[0], zoo.num_models
+    wanted = set(methods)
+    cols: dict[str, list] = {name: [None] * m for name in RANKAGG_METHODS}
+    hs_name = "regularized_hscore" if hscore == "regularized" else "hscore"
+    # One PTM at a time (vmap over tasks): no [T, M, N, D] stack to copy, and PTMs of the
+    # same feature shape share one compiled executable.
+    for i in range(m):
+        feats = put(np.asarray(batch["features"][i]))                  # [T, N, D]
+        n, dim = feats.shape[1], feats.shape[2]
+        if {"logme", "hscore"} <= wanted and hscore == "regularized" and n <= dim:
+            cols["logme"][i], cols["hscore"][i] = logme_hscore_over_tasks(
+                feats, labels, mask, num_classes=num_classes)
+        else:
+            if "logme" in wanted:
+                cols["logme"][i] = over_tasks("logme", num_classes=num_classes)(
+                    feats, labels, mask)
+            if "hscore" in wanted:
+                cols["hscore"][i] = over_tasks(hs_name, num_classes=num_classes)(
+                    feats, labels, mask)
+        del feats
+        if {"leep", "nce"} & wanted and zoo.has_source_head[i]:
+            probs = put(np.asarray(batch["source_probs"][i]))          # [T, N, S]
+            if "leep" in wanted:
+                cols["leep"][i] = over_tasks("leep", num_classes=num_classes)(
+                    probs, labels, mask)
+            if "nce" in wanted:
+                cols["nce"][i] = over_tasks(
+                    "nce", num_classes=num_classes,
+                    num_source_classes=zoo.num_source_classes[i])(probs, labels, mask)
+    nan = jnp.full((t,), jnp.nan, jnp.float32)
+    scores = jnp.stack([jnp.stack([nan if c is None else c.astype(jnp.float32)
+                                   for c in cols[name]], axis=-1)
+                        for name in RANKAGG_METHODS], axis=1)             # [T, A, M]
+    used = [RANKAGG_METHODS.index(a) for a in rankagg_available(zoo, methods)]
+    return scores, _copeland(scores[:, np.asarray(used)]).astype(jnp.float32)
+

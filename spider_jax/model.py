@@ -173,3 +173,13 @@ def make_scorer(config, model_dims: Sequence[int]) -> SpiderScorer:
                         dropout=mc.dropout, attn_dropout=mc.attn_dropout,
                         use_type_embeddings=mc.use_type_embeddings,
                         specific_replaces_generic=mc.specific_replaces_generic)
+
+
+def init_params(model: SpiderScorer, zoo, num_classes: int, seed: int):
+    """Fresh parameters of ``model`` for ``zoo`` (needs ``psi_dim``, ``num_models``,
+    ``max_dim``): one dummy task of ``num_classes`` classes, every PTM specific (pure)."""
+    psi = jnp.zeros((1, num_classes, zoo.psi_dim), jnp.float32)
+    cm = jnp.ones((1, num_classes), bool)
+    spec = jnp.zeros((1, zoo.num_models, num_classes, zoo.max_dim), jnp.float32)
+    sm = jnp.ones((1, zoo.num_models), bool)
+    return model.init(jax.random.PRNGKey(seed), psi, cm, spec, sm)["params"]

@@ -208,6 +208,6 @@ def host_to_global(tree: Any, mesh: Mesh) -> Any:
 def global_to_host(tree: Any) -> Any:
     """Gathers global arrays to numpy on every host (small outputs such as scores)."""
     if jax.process_count() == 1:
-        return jax.tree.map(np.asarray, tree)
+        return jax.tree.map(np.asarray, jax.device_get(tree))
     from jax.experimental import multihost_utils
     return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))

@@ -14,19 +14,8 @@ or read their features from a bank) to build their PTM-specific class centres
 ``mu_m(T)``, rescore only those ``k`` with ``sim(theta_m, P_m^T mu_m(T))`` and sort again.
 The labels used are only the task's own labelled examples (they define its classes).
 
-The k = 0 path (:func:`fast_scores`) is a pure function of the scorer's parameters,
-equal to ``model.apply`` but with every PTM-independent product hoisted out of the
-(task, PTM) loop.  For a one-layer scorer the model tokens ``x_m`` do not depend on the
-task, so with task tokens ``t_c = psi_c W_p + b_p + e_gen``:
-
-    logit_{m,h,c} = (x_m W_Q^h / sqrt(d_h)) . (t_c W_K^h) = a_{m,h} . psi_c + a0_{m,h}
-    out_m = sum_h [w_{m,h,self} v'_{m,h} + sum_c w_{m,h,c} (t_c W_V^h W_O^h)] + b_O
-
-where ``a = (x W_Q / sqrt(d_h)) W_K^T W_p^T`` ([M, H, D_psi]) and ``W_p W_V^h W_O^h`` are
-folded once per checkpoint (:func:`prepare_fast`).  Per task that leaves one
-``[min(C, M), D_psi] x [D_psi, H d]`` product (the C class values, shared by all PTMs, or
-for C > M the M attention-mixed inputs, since the sum over c is linear) and
-``O(M H C D)`` for logits and mixing: no ``d x d`` product per (task, PTM).
+The k = 0 scores come from :mod:`spider_jax.fastpath` (a one-layer scorer) or
+``model.apply``; re-ranking and ranks from scores from :mod:`spider_jax.inference`.
 """
 
 from __future__ import annotations
@@ -36,206 +25,19 @@ import dataclasses
 import functools
 import io
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Task", "Ranking", "Ranker", "class_centres", "prepare_fast", "fast_scores",
-           "fast_flops_per_task", "order_from_scores", "check_zoo", "check_params"]
+from spider_jax import inference
+from spider_jax import workdir as workdir_lib
+from spider_jax.fastpath import fast_flops_per_task, fast_scores, prepare_fast  # noqa: F401
+from spider_jax.inference import class_centres, order_from_scores  # noqa: F401
+from spider_jax.model import make_scorer
 
-_NEG = -1e30  # the scorer's own mask value (spider_jax.model), so the fast path matches it
-
-
-# ----------------------------------------------------------------------------- pure core
-@functools.partial(jax.jit, static_argnames=("num_classes",))
-def class_centres(features: jax.Array, labels: jax.Array, example_mask: jax.Array, *,
-                  num_classes: int) -> tuple[jax.Array, jax.Array]:
-    """Fixed-shape masked segment mean: the class centres of Eq. 5.
-
-    ``centre_c = sum_i [y_i = c] m_i f_i / max(1, sum_i [y_i = c] m_i)``.
-
-    Args:
-      features: [N, D] features (any float dtype; computed in float32).
-      labels: [N] int class indices in ``[0, num_classes)``.
-      example_mask: [N] bool/float, 1 for real examples (padding rows are ignored).
-      num_classes: C, the padded class count (static).
-
-    Returns:
-      (centres [C, D] float32 (zeros for empty classes), class_mask [C] bool: class has an
-      example).
-    """
-    onehot = (labels[:, None] == jnp.arange(num_classes)[None, :]) \
-        & (example_mask[:, None] > 0)                                       # [N, C]
-    onehot = onehot.astype(jnp.float32)
-    counts = onehot.sum(axis=0)                                             # [C]
-    sums = jnp.einsum("nc,nd->cd", onehot, features.astype(jnp.float32),
-                      precision=jax.lax.Precision.HIGHEST)
-    return sums / jnp.maximum(counts, 1.0)[:, None], counts > 0
-
-
-def _bucket(n: int, minimum: int = 16) -> int:
-    """Next power of two >= n (>= minimum): one compile serves every N in a bucket."""
-    return max(minimum, 1 << max(0, int(n) - 1).bit_length())
-
-
-def _centres_numpy_in(features: np.ndarray, labels: np.ndarray, num_classes: int):
-    n = features.shape[0]
-    nb = _bucket(n)
-    feats = np.zeros((nb, features.shape[1]), np.float32)
-    feats[:n] = features
-    labs = np.zeros((nb,), np.int32)
-    labs[:n] = labels
-    mask = np.zeros((nb,), bool)
-    mask[:n] = True
-    centres, cmask = class_centres(feats, labs, mask, num_classes=num_classes)
-    return np.asarray(centres), np.asarray(cmask)
-
-
-def _p(variables: Mapping[str, Any]) -> Mapping[str, Any]:
-    return variables["params"] if "params" in variables else variables
-
-
-def _layer_norm(p: Mapping[str, Any], x: jax.Array) -> jax.Array:
-    return nn.LayerNorm().apply({"params": p}, x)
-
-
-def _fast_route(num_heads: int, psi_dim: int, d: int) -> str:
-    """'psi' folds the task projection into logits and values (H*D_psi*d flops per class)
-    when that is cheaper than projecting to tokens first (D_psi*d + H*d*d per class)."""
-    return "psi" if num_heads * psi_dim <= psi_dim + num_heads * d else "token"
-
-
-def prepare_fast(variables: Mapping[str, Any], model: Any) -> dict[str, Any]:
-    """Folds the PTM-side and weight-only products of a one-layer scorer once.
-
-    Args:
-      variables: the scorer's variables ``{"params": ...}`` (or the params dict).
-      model: the :class:`spider_jax.model.SpiderScorer` (reads num_heads, num_layers, ...).
-
-    Returns:
-      A pytree of float32 arrays for :func:`fast_scores`; its structure (whether
-      "proj_w" is present) selects the route, so it can be passed through jit.
-
-    Raises:
-      ValueError: for a scorer with more than one layer (use ``model.apply``).
-    """
-    if int(model.num_layers) != 1:
-        raise ValueError(f"the k=0 fast path folds a one-layer scorer; this one has "
-                         f"num_layers={model.num_layers} (use model.apply)")
-    p = _p(variables)
-    hp = jax.lax.Precision.HIGHEST
-    theta = jnp.asarray(p["model_tokens"], jnp.float32)                  # [M, d]
-    m, d = theta.shape
-    types = jnp.asarray(p["type_embeddings"], jnp.float32) if model.use_type_embeddings \
-        else jnp.zeros((3, d), jnp.float32)
-    blk = p["block0"]
-    wq, wk, wv = (jnp.asarray(blk[n]["kernel"], jnp.float32) for n in ("query", "key", "value"))
-    h, dh = wq.shape[1], wq.shape[2]                                     # [d, H, dh]
-    wo = jnp.asarray(blk["out"]["kernel"], jnp.float32)                  # [H, dh, d]
-    bo = jnp.asarray(blk["out"]["bias"], jnp.float32)
-    w_p = jnp.asarray(p["task_proj"]["kernel"], jnp.float32)             # [Dpsi, d]
-    b_p = jnp.asarray(p["task_proj"]["bias"], jnp.float32) + types[1]    # [d]
-    x = theta + types[0][None, :]                                        # [M, d]
-    q = jnp.einsum("md,dhk->mhk", x, wq, precision=hp) / jnp.sqrt(jnp.float32(dh))
-    k_self = jnp.einsum("md,dhk->mhk", x, wk, precision=hp)
-    v_self = jnp.einsum("md,dhk->mhk", x, wv, precision=hp)
-    qk = jnp.einsum("mhk,dhk->mhd", q, wk, precision=hp)                 # [M, H, d]
-    vo = jnp.einsum("dhk,hke->dhe", wv, wo, precision=hp)                # [d, H, d]
-    route = _fast_route(h, w_p.shape[0], d)
-    fast = {
-        "x": x,
-        "logit_self": jnp.einsum("mhk,mhk->mh", q, k_self, precision=hp),
-        "value_self": jnp.einsum("mhk,hke->mhe", v_self, wo, precision=hp),   # [M, H, d]
-        "out_bias": bo,
-        "logit_bias": jnp.einsum("mhd,d->mh", qk, b_p, precision=hp),
-        "value_bias": jnp.einsum("d,dhe->he", b_p, vo, precision=hp),          # [H, d]
-        "norm_attn": blk["norm_attn"], "head_norm": p["head_norm"], "head": p["head"],
-    }
-    if route == "psi":
-        fast["logit_w"] = jnp.einsum("mhd,pd->mhp", qk, w_p, precision=hp)     # [M, H, Dpsi]
-        fast["value_w"] = jnp.einsum("pd,dhe->phe", w_p, vo, precision=hp)     # [Dpsi, H, d]
-    else:
-        fast["proj_w"] = w_p
-        fast["logit_w"] = qk                                                    # [M, H, d]
-        fast["value_w"] = vo                                                    # [d, H, d]
-    if int(model.mlp_dim) > 0:
-        fast["mlp"] = {n: blk[n] for n in ("mlp_in", "mlp_out", "norm_mlp")}
-    return fast
-
-
-def fast_scores(fast: Mapping[str, Any], psi_centres: jax.Array,
-                class_mask: jax.Array) -> jax.Array:
-    """k = 0 scores of all M PTMs for a batch of tasks (equals ``model.apply`` at k = 0).
-
-    Args:
-      fast: the output of :func:`prepare_fast` (a pytree: pass it as a jit argument).
-      psi_centres: [B, C, D_psi] generic class centres.
-      class_mask: [B, C] bool, True for real classes.
-
-    Returns:
-      [B, M] float32 scores.
-    """
-    psi = psi_centres.astype(jnp.float32)
-    if "proj_w" in fast:  # 'token' route: project to tokens first (biases are folded)
-        psi = jnp.einsum("bcp,pd->bcd", psi, fast["proj_w"])
-    logits = jnp.einsum("bcp,mhp->bmhc", psi, fast["logit_w"]) \
-        + fast["logit_bias"][None, :, :, None]
-    logits = jnp.where(class_mask.astype(bool)[:, None, None, :], logits, _NEG)
-    b, c = psi.shape[:2]
-    m, h = fast["logit_self"].shape
-    self_logit = jnp.broadcast_to(fast["logit_self"][None, :, :, None], (b, m, h, 1))
-    weights = jax.nn.softmax(jnp.concatenate([self_logit, logits], axis=-1), axis=-1)
-    w_task = weights[..., 1:]                                              # [B, M, H, C]
-    out = jnp.einsum("bmh,mhe->bme", weights[..., 0], fast["value_self"]) \
-        + jnp.einsum("bmh,he->bme", w_task.sum(-1), fast["value_bias"]) \
-        + fast["out_bias"][None, None]
-    # sum_c w_mhc (psi_c V_h) is linear in psi: project the C class values once per task
-    # (C <= M) or the M attention-mixed inputs (C > M), whichever is fewer rows.
-    if c <= m:
-        values = jnp.einsum("bcp,phe->bche", psi, fast["value_w"])          # [B, C, H, d]
-        out = out + jnp.einsum("bmhc,bche->bme", w_task, values)
-    else:
-        mixed = jnp.einsum("bmhc,bcp->bmhp", w_task, psi)                  # [B, M, H, D]
-        out = out + jnp.einsum("bmhp,phe->bme", mixed, fast["value_w"])
-    x = _layer_norm(fast["norm_attn"], fast["x"][None] + out)
-    if "mlp" in fast:
-        mp = fast["mlp"]
-        y = nn.gelu(x @ mp["mlp_in"]["kernel"] + mp["mlp_in"]["bias"][None, None])
-        y = y @ mp["mlp_out"]["kernel"] + mp["mlp_out"]["bias"][None, None]
-        x = _layer_norm(mp["norm_mlp"], x + y)
-    x = _layer_norm(fast["head_norm"], x)
-    return (x @ fast["head"]["kernel"])[..., 0] + fast["head"]["bias"][0]
-
-
-def fast_flops_per_task(fast: Mapping[str, Any], num_classes: int) -> int:
-    """Multiply-add FLOPs (2 per MAC) of :func:`fast_scores` for one task of C classes."""
-    m, h, kdim = fast["logit_w"].shape
-    d = fast["x"].shape[1]
-    c = num_classes
-    flops = 2 * m * h * c * kdim            # logits
-    if c <= m:
-        flops += 2 * c * kdim * h * d       # class values, once per task
-        flops += 2 * m * h * (c + 1) * d    # attention-weighted values
-    else:
-        flops += 2 * m * h * c * kdim       # attention-mixed inputs
-        flops += 2 * m * h * kdim * d + 2 * m * h * d    # their projection + self value
-    if "proj_w" in fast:
-        flops += 2 * c * fast["proj_w"].shape[0] * d
-    if "mlp" in fast:
-        flops += 4 * m * d * fast["mlp"]["mlp_in"]["kernel"].shape[1]
-    flops += 2 * m * d + 20 * m * d         # head + layer norms / softmax (approximate)
-    return int(flops)
-
-
-def order_from_scores(scores: np.ndarray) -> np.ndarray:
-    """Indices by descending score; ties broken by zoo order (deterministic)."""
-    scores = np.asarray(scores, np.float64)
-    return np.lexsort((np.arange(scores.shape[-1]), -scores))
+__all__ = ["Task", "Ranking", "Ranker", "check_zoo", "check_params"]
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -285,7 +87,7 @@ class Task:
             raise ValueError(f"psi features contain NaN or Inf "
                              f"({int(np.sum(~np.isfinite(feats)))} values)")
         classes, index = np.unique(labels, return_inverse=True)
-        centres, cmask = _centres_numpy_in(feats.astype(np.float32), index.astype(np.int32),
+        centres, cmask = inference.centres_from_examples(feats.astype(np.float32), index.astype(np.int32),
                                            int(classes.shape[0]))
         return cls(centres, cmask, index.astype(np.int32), tuple(classes.tolist()), name)
 
@@ -343,9 +145,7 @@ class Ranking:
     @property
     def ranks(self) -> np.ndarray:
         """[M] rank of each PTM in zoo order, 1 = best."""
-        ranks = np.empty(len(self.models), np.int64)
-        ranks[self.order] = np.arange(1, len(self.models) + 1)
-        return ranks
+        return inference.ranks_from_scores(self.scores)
 
     @property
     def best(self) -> str:
@@ -435,7 +235,6 @@ class Ranker:
         check_params(model, self.variables, self.psi_dim)
         self._fast = prepare_fast(self.variables, model) if int(model.num_layers) == 1 else None
         self._score_jit = None
-        self._apply_jit = jax.jit(functools.partial(model.apply, deterministic=True))
 
     @classmethod
     def from_workdir(cls, workdir: str, modality: str | None = None) -> "Ranker":
@@ -447,21 +246,19 @@ class Ranker:
           modality: which of those to load ("image" or "text"); optional when the workdir
             holds a single scorer.
         """
-        from spider_jax import train  # deferred: train pulls optax/orbax
-
-        if not os.path.isdir(workdir):
-            raise ValueError(f"workdir {workdir!r} does not exist")
+        run = workdir_lib.read_run(workdir_lib.find_run(workdir, modality))
+        config, zoo = run.config, run.zoo
+        model = make_scorer(config, zoo.dims)
         try:
-            config, model, params, zoo = train.load_trained(workdir, modality=modality)
+            params = workdir_lib.restore_params(run, model)
         except ValueError as e:
             if "shape" not in str(e):
                 raise
             raise ValueError(f"the checkpoint in {workdir} does not match the scorer its config "
                              f"builds (a checkpoint from another config?): {e}") from e
-        names = _zoo_names(zoo)
-        if hasattr(zoo, "dims"):
-            check_zoo(names, model.model_dims, names, zoo.dims)
-        ranker = cls(model, params, names, max_classes=_max_classes(config), config=config)
+        names = list(zoo.models)
+        check_zoo(names, model.model_dims, names, zoo.dims)
+        ranker = cls(model, params, names, max_classes=run.max_classes, config=config)
         if getattr(zoo, "psi_dim", ranker.psi_dim) != ranker.psi_dim:
             raise ValueError(f"the zoo's psi dim {zoo.psi_dim} != the checkpoint's "
                              f"{ranker.psi_dim}")
@@ -518,7 +315,7 @@ class Ranker:
         if task.num_classes > self.max_classes:
             raise ValueError(f"task {task.name!r} has {task.num_classes} classes, more than "
                              f"the {self.max_classes} the model was built for (max_classes)")
-        cp = min(self.max_classes, _bucket(c, 4))
+        cp = min(self.max_classes, inference.bucket(c, 4))
         cp = max(cp, c)
         centres = np.zeros((1, cp, self.psi_dim), np.float32)
         centres[0, :c] = task.psi_centres
@@ -564,9 +361,8 @@ class Ranker:
                     self.models[i], forward(self.models[i]), task, cp)
             smask = np.zeros((1, len(self.models)), bool)
             smask[0, top] = True
-            rescored = np.asarray(self._apply_jit(self.variables, centres, mask, specific,
-                                                  smask))[0]
-            scores[top] = rescored[top]
+            scores = np.asarray(inference.rescore(self.model, self.variables, centres, mask,
+                                                  specific, smask, coarse[None]))[0]
             reranked[top] = True
         return Ranking(self.models, scores, coarse, reranked, int(k), task.name)
 
@@ -582,7 +378,7 @@ class Ranker:
                              f"expects D_m = {self.dims[i]} for {name!r}")
         if not np.all(np.isfinite(feats)):
             raise ValueError(f"forward({name!r}) returned NaN or Inf features")
-        centres, _ = _centres_numpy_in(feats.astype(np.float32), task.labels, cp)
+        centres, _ = inference.centres_from_examples(feats.astype(np.float32), task.labels, cp)
         return centres
 
     def rank_bank_dataset(self, bank: Any, dataset: str, *, k: int = 0,
@@ -594,15 +390,6 @@ class Ranker:
         task = Task.from_bank(bank, dataset, split)
         return self.rank(task, k=k,
                          forward=lambda name: np.asarray(bank.features(name, dataset, split)))
-
-
-def _zoo_names(zoo: Any) -> list[str]:
-    """Model names from load_trained's zoo (a sampler.Zoo, a list of names or a mapping)."""
-    if hasattr(zoo, "models"):
-        return list(zoo.models)
-    if isinstance(zoo, Mapping):
-        return _zoo_names(zoo["models"]) if "models" in zoo else list(zoo)
-    return [z if isinstance(z, str) else z["name"] for z in zoo]
 
 
 def check_params(model: Any, variables: Mapping[str, Any], psi_dim: int) -> None:
@@ -624,16 +411,3 @@ def check_params(model: Any, variables: Mapping[str, Any], psi_dim: int) -> None
     if bad:
         raise ValueError("the checkpoint does not match the scorer its config builds (a "
                          "checkpoint from another config?): " + "; ".join(bad[:6]))
-
-
-def _max_classes(config: Any) -> int:
-    for path in ("model.max_classes", "data.max_classes", "task.max_classes", "max_classes",
-                 "sampler.max_classes", "data.num_classes_max"):
-        node = config
-        try:
-            for part in path.split("."):
-                node = node[part] if isinstance(node, Mapping) else getattr(node, part)
-            return int(node)
-        except (KeyError, AttributeError, TypeError):
-            continue
-    raise ValueError("the config names no max_classes (C_max)")

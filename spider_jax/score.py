@@ -44,8 +44,8 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from spider_jax import bank as bank_lib
-from spider_jax import parallel
+from spider_jax import atomic, parallel
+from spider_jax.inference import ranks_from_scores
 from spider_jax.ranker import Ranker
 
 __all__ = ["TaskSource", "ArrayTasks", "NpzDirTasks", "InMemoryTasks", "open_tasks",
@@ -205,14 +205,6 @@ def open_tasks(path: str) -> TaskSource:
 
 
 # ----------------------------------------------------------------------------- scoring
-def ranks_from_scores(scores: np.ndarray) -> np.ndarray:
-    """[n, M] scores -> [n, M] ranks (1 = best; ties by zoo order, as Ranking.ranks)."""
-    order = np.argsort(-np.asarray(scores, np.float64), axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :], axis=1)
-    return ranks
-
-
 def sharded_step(ranker: Ranker, mesh: jax.sharding.Mesh):
     """The k = 0 scorer jitted over ``mesh``: params replicated, tasks sharded on ``data``.
 
@@ -225,10 +217,6 @@ def sharded_step(ranker: Ranker, mesh: jax.sharding.Mesh):
                                      parallel.batch_sharding(mesh, 2)),
                    out_shardings=parallel.batch_sharding(mesh, 2))
     return step, jax.device_put(params, rep)
-
-
-def _atomic_savez(path: str, **arrays) -> None:
-    bank_lib.atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def _part_path(parts: str, b: int) -> str:
@@ -331,8 +319,8 @@ def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int
         start = batches[0] * gbatch
         scores = np.concatenate(results, axis=0)[:source.num_tasks - start]
         if main:
-            _atomic_savez(_part_path(parts, p), scores=scores.astype(np.float32),
-                          start=np.int64(start))
+            atomic.write_npz(_part_path(parts, p), {"scores": scores.astype(np.float32),
+                                                    "start": np.int64(start)})
     if bar is not None:
         bar.close()
     if stop_after is not None and len(todo) < int(np.sum(~done)):
@@ -357,9 +345,7 @@ def _check_or_write_meta(parts: str, meta: dict) -> None:
                              f"{old.get('batches_per_part')} batches per part); delete it or "
                              f"choose another --out")
         return
-    with open(meta_path + ".tmp", "w", encoding="utf-8") as fh:
-        json.dump(meta, fh)
-    os.replace(meta_path + ".tmp", meta_path)
+    atomic.write_json(meta_path, meta)
 
 
 def _iter_rows(parts, names, models, num_parts):

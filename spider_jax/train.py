@@ -31,26 +31,24 @@ process calls the orbax save/restore (collective).  Multi-host: launch one proce
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from absl import app, flags, logging
 from tqdm import tqdm
 
-from spider_jax import bank as bank_lib
-from spider_jax import evaluation, label, losses, parallel
-from spider_jax.model import SpiderScorer, make_scorer
+from spider_jax import evaluation, inference, label, losses, methods, parallel
+from spider_jax import workdir as workdir_lib
+from spider_jax.model import SpiderScorer, init_params, make_scorer
 from spider_jax.sampler import Zoo
+from spider_jax.workdir import load_trained  # noqa: F401  (re-exported: train.load_trained)
 
-__all__ = ["train_and_evaluate", "load_trained", "make_optimizer", "make_train_step",
-           "score_tasks", "rerank_scores"]
+__all__ = ["train_and_evaluate", "load_trained", "make_optimizer", "make_train_step"]
 
 
 # ----------------------------------------------------------------------------- pure parts
@@ -101,34 +99,6 @@ def make_train_step(model: SpiderScorer, tx: optax.GradientTransformation, loss_
                    out_shardings=(state_shardings, {"loss": rep, "grad_norm": rep}))
 
 
-@functools.partial(jax.jit, static_argnames=("model",))
-def _score(model, params, psi_centres, class_mask, specific_centres, specific_mask):
-    return model.apply({"params": params}, psi_centres, class_mask, specific_centres,
-                       specific_mask, deterministic=True)
-
-
-def score_tasks(model, params, psi_centres, class_mask, specific_centres=None,
-                specific_mask=None) -> np.ndarray:
-    """[B, M] scores (k = 0 when ``specific_centres`` is None)."""
-    return np.asarray(_score(model, params, jnp.asarray(psi_centres), jnp.asarray(class_mask),
-                             None if specific_centres is None else
-                             jnp.asarray(specific_centres, jnp.float32),
-                             None if specific_mask is None else jnp.asarray(specific_mask)))
-
-
-def rerank_scores(model, params, tasks: dict, k: int) -> np.ndarray:
-    """Algorithm 2: k = 0 scores, then the top-k PTMs re-scored with their specific tokens."""
-    base = score_tasks(model, params, tasks["psi_centres"], tasks["class_mask"])
-    if k <= 0:
-        return base
-    top = np.argsort(-base, axis=1, kind="stable")[:, :k]
-    mask = np.zeros(base.shape, bool)
-    np.put_along_axis(mask, top, True, axis=1)
-    spec = score_tasks(model, params, tasks["psi_centres"], tasks["class_mask"],
-                       tasks["specific_centres"], mask)
-    return np.where(mask, spec, base)
-
-
 # ----------------------------------------------------------------------------- data
 def steps_per_epoch(num_tasks: int, batch_size: int) -> int:
     if num_tasks < batch_size:
@@ -175,22 +145,36 @@ def make_batch(labels: dict, step: int, config, num_models: int,
 
 
 # ----------------------------------------------------------------------------- evaluation
-def evaluate(model, params, downstream: dict, zoo: Zoo, ks=(0, 3)) -> dict:
+def downstream_on_device(downstream: dict, mesh: jax.sharding.Mesh | None = None) -> dict:
+    """The scorer inputs of the downstream tasks, placed once (replicated on ``mesh``)."""
+    where = None if mesh is None else parallel.replicated(mesh)
+    return {k: jax.device_put(np.asarray(downstream[k]), where)
+            for k in ("psi_centres", "class_mask", "specific_centres")}
+
+
+def evaluate(model, params, downstream: dict, zoo: Zoo, ks=(0, 3), tasks: dict | None = None
+             ) -> dict:
     """tau_w per downstream dataset for the scorer (each k), RankAgg and single metrics.
 
-    The reference is the bank's groundtruth where present, else the RankAgg labels of
-    that task (then the RankAgg column is 1 by construction).
+    The scorer runs on device (``params`` where they live, ``tasks`` from
+    :func:`downstream_on_device`); only its [T, M] scores come back to the host.  The
+    reference is the bank's groundtruth where present, else the RankAgg labels of that
+    task (then the RankAgg column is 1 by construction).
     """
     names = downstream["datasets"]
     truth = np.where(np.isnan(downstream["truth"]).any(1, keepdims=True),
                      downstream["rank_labels"], downstream["truth"])
+    tasks = downstream_on_device(downstream) if tasks is None else tasks
+    preds = jax.device_get({k: inference.rerank_scores(
+        model, {"params": params}, tasks["psi_centres"], tasks["class_mask"],
+        tasks["specific_centres"], k=min(int(k), zoo.num_models)) for k in ks})
     cols: dict[str, list[float]] = {}
     for k in ks:
-        pred = rerank_scores(model, params, downstream, min(int(k), zoo.num_models))
-        cols[f"spider_k{k}"] = [evaluation.weighted_tau(truth[i], pred[i]) for i in range(len(names))]
+        cols[f"spider_k{k}"] = [evaluation.weighted_tau(truth[i], preds[k][i])
+                                for i in range(len(names))]
     cols["rankagg"] = [evaluation.weighted_tau(truth[i], downstream["rank_labels"][i])
                        for i in range(len(names))]
-    for a, name in enumerate(label.METHODS):
+    for a, name in enumerate(methods.RANKAGG_METHODS):
         s = downstream["metric_scores"][:, a]
         if not np.isnan(s).any():
             cols[name] = [evaluation.weighted_tau(truth[i], s[i]) for i in range(len(names))]
@@ -202,7 +186,7 @@ def evaluate(model, params, downstream: dict, zoo: Zoo, ks=(0, 3)) -> dict:
 def format_table(result: dict, title: str) -> str:
     """A plain-text tau_w table (rows: datasets + mean; columns: methods)."""
     cols = result["columns"]
-    singles = [c for c in cols if c in label.METHODS]
+    singles = [c for c in cols if c in methods.RANKAGG_METHODS]
     best = max(singles, key=lambda c: np.mean(cols[c])) if singles else None
     names = list(cols)
     width = max([len(d) for d in result["datasets"]] + [8])
@@ -218,68 +202,18 @@ def format_table(result: dict, title: str) -> str:
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def _checkpoint_manager(workdir: str, config) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=config.train.max_to_keep, create=True,
-                                           enable_async_checkpointing=False)
-    return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                                 options=options)
-
-
 def _init_state(model, tx, zoo: Zoo, c_max: int, seed: int) -> dict:
     """Fresh train state (pure; jit it with ``out_shardings`` to create it sharded)."""
-    psi = jnp.zeros((1, c_max, zoo.psi_dim), jnp.float32)
-    cm = jnp.ones((1, c_max), bool)
-    spec = jnp.zeros((1, zoo.num_models, c_max, zoo.max_dim), jnp.float32)
-    sm = jnp.ones((1, zoo.num_models), bool)
-    params = model.init(jax.random.PRNGKey(seed), psi, cm, spec, sm)["params"]
+    params = init_params(model, zoo, c_max, seed)
     return {"step": jnp.asarray(0, jnp.int32), "params": params, "opt_state": tx.init(params)}
 
 
-def _write_json(path: str, obj) -> None:
-    with open(path + ".tmp", "w") as fh:
-        json.dump(obj, fh, indent=1)
-    os.replace(path + ".tmp", path)
-
-
-def load_trained(workdir: str, modality: str | None = None,
-                 mesh: jax.sharding.Mesh | None = None):
-    """Restores a trained run: ``(config, model, params, zoo)``.
-
-    Args:
-      workdir: the ``--workdir`` of the run, or its per-modality sub-directory.
-      modality: which sub-run when ``workdir`` holds several (W/image, W/text); may be
-        omitted when there is exactly one.
-      mesh: where the parameters are placed (replicated); default every device. Any
-        device count and process count may restore a checkpoint saved by any other.
-    """
-    if not os.path.exists(os.path.join(workdir, "zoo.json")):
-        subs = [m for m in bank_lib.MODALITIES if os.path.exists(os.path.join(workdir, m, "zoo.json"))]
-        if modality is None:
-            if len(subs) != 1:
-                raise ValueError(f"{workdir} holds runs {subs}: pass modality=")
-            modality = subs[0]
-        if modality not in subs:
-            raise ValueError(f"{workdir} has no trained {modality!r} run (found {subs})")
-        workdir = os.path.join(workdir, modality)
-    with open(os.path.join(workdir, "config.json")) as fh:
-        config = ml_collections.ConfigDict(json.load(fh))
-    with open(os.path.join(workdir, "zoo.json")) as fh:
-        meta = json.load(fh)
-    zoo = Zoo.from_json(meta["zoo"])
-    model = make_scorer(config, zoo.dims)
-    tx, _ = make_optimizer(config, 10)
-    abstract = jax.eval_shape(lambda: _init_state(model, tx, zoo, meta["num_classes"], 0))
-    # Restore replicated onto this job's mesh, whatever topology saved it (a pod's
-    # checkpoint loads on a laptop): orbax otherwise reuses the saved shardings.
-    target = parallel.with_shardings(
-        abstract, parallel.replicate_like(abstract, mesh or parallel.make_mesh()))
-    mngr = _checkpoint_manager(workdir, config)
-    step = mngr.latest_step()
-    if step is None:
-        raise ValueError(f"no checkpoint under {workdir}/checkpoints")
-    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-    mngr.close()
-    return config, model, state["state"]["params"], zoo
+@jax.jit
+def _first_nonfinite(first: dict, loss: jax.Array, step: jax.Array) -> dict:
+    """Carries the first step whose loss is not finite (-1: none) on device: no sync."""
+    hit = (first["step"] < 0) & ~jnp.isfinite(loss)
+    return {"step": jnp.where(hit, step - 1, first["step"]),
+            "loss": jnp.where(hit, loss, first["loss"])}
 
 
 def create_state(model, tx, zoo: Zoo, c_max: int, seed: int, mesh) -> tuple[dict, object]:
@@ -292,11 +226,6 @@ def create_state(model, tx, zoo: Zoo, c_max: int, seed: int, mesh) -> tuple[dict
     init = functools.partial(_init_state, model, tx, zoo, c_max, seed)
     shardings = parallel.replicate_like(jax.eval_shape(init), mesh)
     return jax.jit(init, out_shardings=shardings)(), shardings
-
-
-def _host_params(params):
-    """Parameters as host numpy (evaluation runs per host, outside the mesh)."""
-    return jax.tree.map(np.asarray, params)
 
 
 # ----------------------------------------------------------------------------- main loop
@@ -322,55 +251,62 @@ def train_one(config, workdir: str, bank, modality: str, cache: str,
     tx, schedule = make_optimizer(config, total)
     c_max = labels["class_mask"].shape[1]
     if main:
-        _write_json(os.path.join(workdir, "config.json"), config.to_dict())
-        _write_json(os.path.join(workdir, "zoo.json"), {
-            "zoo": zoo.to_json(), "num_classes": c_max, "label_meta": labels["meta"]})
+        workdir_lib.write_run(workdir, config, zoo, c_max, labels["meta"])
     state, state_sh = create_state(model, tx, zoo, c_max, config.seed, mesh)
-    mngr = _checkpoint_manager(workdir, config)
+    mngr = workdir_lib.checkpoint_manager(workdir, config.train.max_to_keep)
     if mngr.latest_step() is not None:   # every process restores (orbax is collective)
         restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
             state=ocp.args.StandardRestore(parallel.with_shardings(state, state_sh))))
         state = restored["state"]
         logging.info("resumed %s from step %d", workdir, int(state["step"]))
-    start = int(state["step"])
+    start = int(jax.device_get(state["step"]))
     train_step = make_train_step(model, tx, config.train.loss, mesh, state_sh)
     rows = parallel.host_slice(b)
     base_rng = jax.random.PRNGKey(config.seed + 1)
     writer = _summary_writer(workdir)
     history, evals = [], []
     ks = tuple(int(k) for k in config.eval.rerank_k)
+    tasks = downstream_on_device(downstream, mesh) if downstream else None
     if downstream and start == 0:      # the untrained scorer, for reference
-        res = evaluate(model, _host_params(state["params"]), downstream, zoo, ks)
+        res = evaluate(model, state["params"], downstream, zoo, ks, tasks)
         evals.append({"step": 0, **{k: float(np.mean(v)) for k, v in res["columns"].items()}})
+    # The loss stays on device: a non-finite one is carried (first step, value) and read
+    # only when the host looks anyway (log, eval, checkpoint), before any checkpoint.
+    first_bad = jax.device_put({"step": np.int32(-1), "loss": np.float32(0.0)},
+                               parallel.replicated(mesh))
     try:
         bar = tqdm(range(start, total), initial=start, total=total, desc=f"train {modality}",
                    disable=not main)
         for step in bar:
             batch = make_batch(labels, step, config, zoo.num_models, rows)
             state, m = train_step(state, parallel.host_to_global(batch, mesh), base_rng)
+            first_bad = _first_nonfinite(first_bad, m["loss"], state["step"])
             if config.train.sleep_per_step:
                 time.sleep(config.train.sleep_per_step)
-            loss = float(m["loss"])
-            if not np.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss became {loss} at step {step} (lr {float(schedule(step)):.3g}); "
-                    f"no checkpoint was written for it. Lower --config.optim.lr or set "
-                    f"--config.optim.grad_clip and resume from {workdir}")
             done = step + 1
-            if done % config.train.log_every == 0 or done == total:
-                row = {"step": done, "loss": loss, "grad_norm": float(m["grad_norm"]),
-                       "lr": float(schedule(step))}
+            log_now = done % config.train.log_every == 0 or done == total
+            eval_now = bool(downstream) and (done % config.train.eval_every == 0 or done == total)
+            save_now = done % config.train.checkpoint_every == 0 or done == total
+            if not (log_now or eval_now or save_now):
+                continue
+            _raise_if_nonfinite(jax.device_get(first_bad), schedule, workdir)
+            if log_now:
+                vals = jax.device_get(m)
+                row = {"step": done, "loss": float(vals["loss"]),
+                       "grad_norm": float(vals["grad_norm"]), "lr": _lr(schedule, step)}
                 history.append(row)
-                bar.set_postfix(loss=f"{loss:.4f}")
+                bar.set_postfix(loss=f"{row['loss']:.4f}")
                 _log(writer, done, {f"train/{k}": v for k, v in row.items() if k != "step"})
-            if downstream and (done % config.train.eval_every == 0 or done == total):
-                res = evaluate(model, _host_params(state["params"]), downstream, zoo, ks)
+            if eval_now:
+                res = evaluate(model, state["params"], downstream, zoo, ks, tasks)
                 evals.append({"step": done, **{k: float(np.mean(v)) for k, v in res["columns"].items()}})
                 _log(writer, done, {f"eval/tau_w_{k}": float(np.mean(v))
                                     for k, v in res["columns"].items()})
-            if done % config.train.checkpoint_every == 0 or done == total:
-                mngr.save(done, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                        config=ocp.args.JsonSave(config.to_dict())))
+            if save_now:
+                with jax.transfer_guard("allow"):      # orbax copies the state to host
+                    mngr.save(done, args=ocp.args.Composite(
+                        state=ocp.args.StandardSave(state),
+                        config=ocp.args.JsonSave(config.to_dict())))
     finally:
         mngr.wait_until_finished()
         mngr.close()
@@ -380,7 +316,7 @@ def train_one(config, workdir: str, bank, modality: str, cache: str,
                "hscore": labels["meta"]["hscore"],
                "copeland_methods": labels["meta"]["copeland_methods"]}
     if downstream:
-        res = evaluate(model, _host_params(state["params"]), downstream, zoo, ks)
+        res = evaluate(model, state["params"], downstream, zoo, ks, tasks)
         summary["final"] = res
         summary["table"] = format_table(
             res, f"tau_w per downstream dataset ({modality} zoo, {zoo.num_models} PTMs)")
@@ -388,11 +324,26 @@ def train_one(config, workdir: str, bank, modality: str, cache: str,
     return summary
 
 
+def _lr(schedule, step: int) -> float:
+    """The learning rate of ``step``, computed on the host (logging only)."""
+    with jax.default_device(jax.devices("cpu")[0]), jax.transfer_guard("allow"):
+        return float(schedule(step))
+
+
+def _raise_if_nonfinite(first_bad: dict, schedule, workdir: str) -> None:
+    step = int(first_bad["step"])
+    if step >= 0:
+        raise FloatingPointError(
+            f"loss became {float(first_bad['loss'])} at step {step} (lr "
+            f"{_lr(schedule, step):.3g}); no checkpoint was written for it. Lower "
+            f"--config.optim.lr or set --config.optim.grad_clip and resume from {workdir}")
+
+
 def _summary_writer(workdir: str):
     if jax.process_index() != 0:
         return None
     from tensorboardX import SummaryWriter
-    return SummaryWriter(os.path.join(workdir, "tb"))
+    return SummaryWriter(workdir_lib.tensorboard_dir(workdir))
 
 
 def _log(writer, step: int, scalars: dict) -> None:
@@ -418,10 +369,10 @@ def train_and_evaluate(config, workdir: str, mesh: jax.sharding.Mesh | None = No
       (printable), "params" (final parameters), "hscore" and "copeland_methods".
     """
     os.makedirs(workdir, exist_ok=True)
-    bank = label.open_bank_for(config, workdir)
-    mods = label.modalities_for(config, bank)
-    return {m: train_one(config, label.run_dir_for(config, workdir, m), bank, m,
-                         label.cache_dir_for(config, workdir, m), mesh) for m in mods}
+    bank = workdir_lib.open_bank_for(config, workdir)
+    mods = workdir_lib.modalities_for(config, bank)
+    return {m: train_one(config, workdir_lib.run_dir_for(config, workdir, m), bank, m,
+                         workdir_lib.cache_dir_for(config, workdir, m), mesh) for m in mods}
 
 
 # ----------------------------------------------------------------------------- CLI

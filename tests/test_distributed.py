@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from configs import smoke
-from spider_jax import train
+from spider_jax import inference, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,7 +99,7 @@ def test_two_processes_train_like_one(tmp_path):
     rng = np.random.default_rng(0)
     psi = rng.normal(size=(5, 12, zoo.psi_dim)).astype(np.float32)
     mask = np.arange(12)[None] < rng.integers(2, 13, size=(5, 1))
-    two = train.score_tasks(model, params, psi, mask)
-    one = train.score_tasks(model, jax.tree.map(np.asarray, ref_params), psi, mask)
+    two = inference.rerank_tasks(model, params, {"psi_centres": psi, "class_mask": mask}, 0)
+    one = inference.rerank_tasks(model, ref_params, {"psi_centres": psi, "class_mask": mask}, 0)
     np.testing.assert_allclose(_centred(two), _centred(one), rtol=1e-4, atol=1e-4)
     assert np.ptp(_centred(one)) > 1e-2                     # the scorer discriminates

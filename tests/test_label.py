@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from spider_jax import bank as bank_lib
-from spider_jax import label, metrics, synthetic
+from spider_jax import label, methods, metrics, synthetic
 from configs import smoke
 
 
@@ -49,28 +49,28 @@ def test_label_batch_matches_single_calls(setup):
         y, mk = batch["labels"][t], batch["example_mask"][t].astype(np.float32)
         for m in range(zoo.num_models):
             f = batch["features"][m][t]
-            np.testing.assert_allclose(scores[t, label.METHODS.index("logme"), m],
+            np.testing.assert_allclose(scores[t, methods.RANKAGG_METHODS.index("logme"), m],
                                        metrics.logme(f, y, num_classes=c, mask=mk), rtol=1e-4)
-            np.testing.assert_allclose(scores[t, label.METHODS.index("hscore"), m],
+            np.testing.assert_allclose(scores[t, methods.RANKAGG_METHODS.index("hscore"), m],
                                        metrics.regularized_hscore(f, y, num_classes=c, mask=mk),
                                        rtol=1e-4, atol=1e-5)
             if zoo.has_source_head[m]:
                 p = batch["source_probs"][m][t]
-                np.testing.assert_allclose(scores[t, label.METHODS.index("leep"), m],
+                np.testing.assert_allclose(scores[t, methods.RANKAGG_METHODS.index("leep"), m],
                                            metrics.leep(p, y, num_classes=c, mask=mk), rtol=1e-4)
             else:
-                assert np.isnan(scores[t, label.METHODS.index("leep"), m])
+                assert np.isnan(scores[t, methods.RANKAGG_METHODS.index("leep"), m])
         # Only two of four PTMs have a source head: Copeland over hscore and logme only.
-        used = [label.METHODS.index("hscore"), label.METHODS.index("logme")]
+        used = [methods.RANKAGG_METHODS.index("hscore"), methods.RANKAGG_METHODS.index("logme")]
         np.testing.assert_allclose(agg[t], _rank_copeland(scores[t, used]))
 
 
 def test_rules():
-    assert label.hscore_variant("auto", 100, 1280) == "regularized"
-    assert label.hscore_variant("auto", 20000, 1280) == "plain"
-    assert label.hscore_variant("plain", 10, 1280) == "plain"
+    assert methods.hscore_variant("auto", 100, 1280) == "regularized"
+    assert methods.hscore_variant("auto", 20000, 1280) == "plain"
+    assert methods.hscore_variant("plain", 10, 1280) == "plain"
     with pytest.raises(ValueError):
-        label.hscore_variant("shrunk", 10, 10)
+        methods.hscore_variant("shrunk", 10, 10)
 
 
 def test_cache_resume_and_fingerprint(setup, tmp_path):
@@ -121,8 +121,8 @@ def test_fused_logme_hscore_n_le_d_matches_references():
             y = labels[i][keep]
             for j in range(m):
                 f = feats[j][i][keep].astype(np.float64)
-                np.testing.assert_allclose(scores[i, label.METHODS.index("logme"), j],
+                np.testing.assert_allclose(scores[i, methods.RANKAGG_METHODS.index("logme"), j],
                                            ref.logme_ref(f, y, c), rtol=1e-4)
-                np.testing.assert_allclose(scores[i, label.METHODS.index("hscore"), j],
+                np.testing.assert_allclose(scores[i, methods.RANKAGG_METHODS.index("hscore"), j],
                                            ref.regularized_hscore_ref(f, y, c), rtol=1e-4,
                                            atol=1e-5)

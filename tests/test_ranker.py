@@ -180,12 +180,12 @@ def test_zoo_and_checkpoint_mismatch(ranker):
 @pytest.mark.slow
 def test_smoke_trained_workdir_end_to_end(tmp_path):
     """Trains the smoke config briefly, then ranks, scores and plots from its workdir; the
-    ranker's Algorithm 2 must agree with the trainer's own evaluation (train.rerank_scores)."""
+    ranker's Algorithm 2 must agree with the trainer's own evaluation (inference.rerank_tasks)."""
     import os
 
     from configs import smoke
     from spider_jax import bank as bank_lib
-    from spider_jax import label, plots, rank, score, train
+    from spider_jax import inference, label, plots, rank, score, train
 
     config = smoke.get_config()
     config.train.num_steps = 24
@@ -199,7 +199,7 @@ def test_smoke_trained_workdir_end_to_end(tmp_path):
     _, model, params, _ = train.load_trained(workdir)
     # The trainer caches PTM-specific centres in float16: k = 3 agrees to that precision.
     for k, tol in ((0, 1e-5), (3, 3e-3)):
-        want = train.rerank_scores(model, params, downstream, k)
+        want = inference.rerank_tasks(model, params, downstream, k)
         for i, ds in enumerate(downstream["datasets"]):
             got = r.rank_bank_dataset(bank, ds, k=k)      # 30 examples/class = the eval cap
             np.testing.assert_allclose(got.scores, want[i], rtol=tol, atol=tol)
@@ -209,7 +209,7 @@ def test_smoke_trained_workdir_end_to_end(tmp_path):
                               downstream["datasets"])
     out = score.score_tasks(r, src, str(tmp_path / "s.csv"), progress=False)
     _, _, s = score.read_scores(out, r.models)
-    np.testing.assert_allclose(s, train.rerank_scores(model, params, downstream, 0),
+    np.testing.assert_allclose(s, inference.rerank_tasks(model, params, downstream, 0),
                                rtol=1e-4, atol=1e-4)
     written = plots.make_plots(workdir, os.path.join(workdir, "bank"), str(tmp_path / "plots"),
                                k=3, tasks_per_dataset=2)

@@ -1,0 +1,184 @@
+"""The run layout of a training workdir, in one place: paths, the run's JSON, restore.
+
+::
+
+    WORKDIR/
+      bank/                the synthetic bank of ``config.synthetic`` (no ``bank_dir``)
+      <modality>/          one run per modality when ``config.modality`` is "all" or ""
+                           (else the run is WORKDIR itself)
+        config.json        the run config (``config.to_dict()``)
+        zoo.json           {"zoo", "num_classes": C the training labels are padded to,
+                            "max_classes": the most classes a task may have (the one
+                            source of max_classes for every reader), "label_meta"}
+        labels/            the label cache (unless ``config.label.cache_dir`` is set)
+        checkpoints/       orbax steps: {"state": {step, params, opt_state}, "config"}
+        tb/                TensorBoard scalars
+
+Training writes ``config.json`` and ``zoo.json`` once (:func:`write_run`); readers
+(:func:`load_trained`, the Ranker, the benchmark) restore the parameters alone
+(:func:`restore_params`): no optimizer state is rebuilt to rank.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+from spider_jax import atomic, parallel, synthetic
+from spider_jax import bank as bank_lib
+from spider_jax.model import SpiderScorer, init_params, make_scorer
+from spider_jax.sampler import Zoo
+
+__all__ = ["modalities_for", "run_dir_for", "cache_dir_for", "open_bank_for",
+           "has_checkpoint", "find_run", "write_run", "read_run", "RunInfo",
+           "checkpoint_manager", "restore_params", "load_trained"]
+
+CONFIG_JSON, ZOO_JSON, CHECKPOINTS, LABELS, TENSORBOARD = (
+    "config.json", "zoo.json", "checkpoints", "labels", "tb")
+
+
+# ----------------------------------------------------------------------------- paths
+def modalities_for(config, bank) -> list[str]:
+    """``config.modality`` ("" or "all": every modality with models in the bank)."""
+    if config.modality in ("", "all"):
+        return [m for m in bank_lib.MODALITIES if bank.subset(m).models]
+    return [config.modality]
+
+
+def run_dir_for(config, workdir: str, modality: str) -> str:
+    """The run directory of one modality: WORKDIR/<modality> when config.modality is "all"."""
+    return os.path.join(workdir, modality) if config.modality in ("", "all") else workdir
+
+
+def cache_dir_for(config, workdir: str, modality: str) -> str:
+    """Where the labels of one modality are cached (shared by label and train)."""
+    if config.label.cache_dir:
+        return os.path.join(config.label.cache_dir, modality)
+    return os.path.join(run_dir_for(config, workdir, modality), LABELS)
+
+
+def tensorboard_dir(run_dir: str) -> str:
+    return os.path.join(run_dir, TENSORBOARD)
+
+
+def open_bank_for(config, workdir: str):
+    """``config.bank_dir``, or the synthetic bank of ``config.synthetic`` in WORKDIR/bank."""
+    if config.bank_dir:
+        if not os.path.exists(os.path.join(config.bank_dir, "manifest.json")):
+            raise FileNotFoundError(
+                f"no feature bank at {config.bank_dir}. Build the wheel-zoo bank with\n"
+                f"  python -m spider_jax.extract --zoo=wheel --out={config.bank_dir} && "
+                f"python -m spider_jax.groundtruth --bank={config.bank_dir}")
+        return bank_lib.open_bank(config.bank_dir)
+    if config.synthetic.get("enabled", False):
+        kwargs = {k: v for k, v in config.synthetic.items() if k != "enabled"}
+        root = os.path.join(workdir, "bank")
+        if parallel.is_main_process():      # one writer; the others wait, then open it
+            synthetic.make_bank(root, **kwargs)
+        parallel.sync("spider_jax.synthetic_bank")
+        return bank_lib.open_bank(root)
+    raise ValueError("set --config.bank_dir (or enable config.synthetic)")
+
+
+def has_checkpoint(workdir: str, modalities) -> bool:
+    """Whether every modality's run in ``workdir`` has its zoo.json and checkpoints."""
+    return all(os.path.exists(os.path.join(workdir, m, ZOO_JSON))
+               and os.path.isdir(os.path.join(workdir, m, CHECKPOINTS)) for m in modalities)
+
+
+def find_run(workdir: str, modality: str | None = None) -> str:
+    """The run directory of ``workdir`` (itself, or its one / named per-modality run)."""
+    if not os.path.isdir(workdir):
+        raise ValueError(f"workdir {workdir!r} does not exist")
+    if os.path.exists(os.path.join(workdir, ZOO_JSON)):
+        return workdir
+    subs = [m for m in bank_lib.MODALITIES if os.path.exists(os.path.join(workdir, m, ZOO_JSON))]
+    if modality is None:
+        if len(subs) != 1:
+            raise ValueError(f"{workdir} holds runs {subs}: pass modality=")
+        modality = subs[0]
+    if modality not in subs:
+        raise ValueError(f"{workdir} has no trained {modality!r} run (found {subs})")
+    return os.path.join(workdir, modality)
+
+
+# ----------------------------------------------------------------------------- run JSON
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+    """What a run directory's JSON says: its config, zoo and class counts."""
+
+    run_dir: str
+    config: ml_collections.ConfigDict
+    zoo: Zoo
+    num_classes: int          # C the training labels were padded to
+    max_classes: int          # the most classes a task may have (config.data.max_classes)
+    label_meta: dict
+
+
+def write_run(run_dir: str, config, zoo: Zoo, num_classes: int, label_meta: dict) -> None:
+    """Writes ``config.json`` and ``zoo.json`` of a run (atomically; process 0 only)."""
+    atomic.write_json(os.path.join(run_dir, CONFIG_JSON), config.to_dict(), indent=1)
+    atomic.write_json(os.path.join(run_dir, ZOO_JSON), {
+        "zoo": zoo.to_json(), "num_classes": int(num_classes),
+        "max_classes": int(config.data.max_classes), "label_meta": label_meta}, indent=1)
+
+
+def read_run(run_dir: str) -> RunInfo:
+    """The :class:`RunInfo` of a run directory (``find_run`` gives one)."""
+    with open(os.path.join(run_dir, CONFIG_JSON)) as fh:
+        config = ml_collections.ConfigDict(json.load(fh))
+    with open(os.path.join(run_dir, ZOO_JSON)) as fh:
+        meta = json.load(fh)
+    max_classes = meta.get("max_classes", config.data.max_classes)   # older runs: config
+    return RunInfo(run_dir, config, Zoo.from_json(meta["zoo"]), int(meta["num_classes"]),
+                   int(max_classes), meta.get("label_meta", {}))
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def checkpoint_manager(run_dir: str, max_to_keep: int) -> ocp.CheckpointManager:
+    """The orbax manager of ``run_dir/checkpoints`` (synchronous saves)."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                           enable_async_checkpointing=False)
+    return ocp.CheckpointManager(os.path.abspath(os.path.join(run_dir, CHECKPOINTS)),
+                                 options=options)
+
+
+def restore_params(run: RunInfo, model: SpiderScorer, mesh: jax.sharding.Mesh | None = None):
+    """The latest checkpoint's parameters alone, replicated on ``mesh`` (default: every
+    device). Any device and process count restores a checkpoint saved by any other:
+    orbax would otherwise reuse the saved shardings."""
+    abstract = jax.eval_shape(lambda: init_params(model, run.zoo, run.num_classes, 0))
+    target = parallel.with_shardings(
+        abstract, parallel.replicate_like(abstract, mesh or parallel.make_mesh()))
+    mngr = checkpoint_manager(run.run_dir, max_to_keep=1)
+    step = mngr.latest_step()
+    mngr.close()
+    if step is None:
+        raise ValueError(f"no checkpoint under {run.run_dir}/{CHECKPOINTS}")
+    path = os.path.join(os.path.abspath(run.run_dir), CHECKPOINTS, str(step), "state")
+    with ocp.PyTreeCheckpointer() as ckptr:
+        state = ckptr.restore(path, args=ocp.args.PyTreeRestore(
+            item={"params": target},
+            restore_args={"params": ocp.checkpoint_utils.construct_restore_args(target)},
+            partial_restore=True))
+    return state["params"]
+
+
+def load_trained(workdir: str, modality: str | None = None,
+                 mesh: jax.sharding.Mesh | None = None):
+    """Restores a trained run: ``(config, model, params, zoo)``.
+
+    Args:
+      workdir: the ``--workdir`` of the run, or its per-modality sub-directory.
+      modality: which sub-run when ``workdir`` holds several (W/image, W/text); may be
+        omitted when there is exactly one.
+      mesh: where the parameters are placed (replicated); default every device.
+    """
+    run = read_run(find_run(workdir, modality))
+    model = make_scorer(run.config, run.zoo.dims)
+    return run.config, model, restore_params(run, model, mesh), run.zoo
