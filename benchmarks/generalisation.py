@@ -11,8 +11,8 @@ all. This diagnostic separates the two failure modes seen on the wheel zoo:
 Each is compared with the zoo prior (every PTM's mean RankAgg label over the training
 tasks; no task information) and with LogME on the task's own features.
 
-  python benchmarks/generalisation.py --workdir=/work/bm/wheel --modality=text \
-      --bank=/work/banks/wheel --num_tasks=64
+  python benchmarks/generalisation.py --workdir=runs/wheel --modality=text \
+      --bank=banks/wheel --num_tasks=64
 """
 
 from __future__ import annotations

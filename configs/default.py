@@ -3,7 +3,7 @@
 Not a run by itself: the variants (single10, multi42, llm9, wheelzoo, smoke) import it
 and override a few fields.  Any field is overridable on the command line, e.g.
 
-  python -m spider_jax.train --config=configs/multi42.py --workdir=/tmp/m42 \
+  python -m spider_jax.train --config=configs/multi42.py --workdir=runs/m42 \
       --config.bank_dir=/data/bank42 --config.optim.lr=1e-4
 """
 

@@ -3,7 +3,7 @@
 Tasks come from one dataset each (10 instruction answers per task, at most 16 tasks per
 training dataset); the bank holds last-layer features of the final generated token.
 
-  python -m spider_jax.train --config=configs/llm9.py --workdir=/tmp/llm9 \
+  python -m spider_jax.train --config=configs/llm9.py --workdir=runs/llm9 \
       --config.bank_dir=/data/bank_llm9
 """
 

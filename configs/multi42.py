@@ -1,6 +1,6 @@
 """The paper's multi-source 42-PTM zoo (section 5.2, appendix B.2): 4352 training tasks.
 
-  python -m spider_jax.train --config=configs/multi42.py --workdir=/tmp/multi42 \
+  python -m spider_jax.train --config=configs/multi42.py --workdir=runs/multi42 \
       --config.bank_dir=/data/bank_multi42
 """
 

@@ -3,7 +3,7 @@
 Needs a user bank holding the 10 ImageNet PTMs and the train pool (EuroSAT, OfficeHome,
 PACS, SmallNORB, STL10, VLCS) plus the 8 downstream datasets:
 
-  python -m spider_jax.train --config=configs/single10.py --workdir=/tmp/single10 \
+  python -m spider_jax.train --config=configs/single10.py --workdir=runs/single10 \
       --config.bank_dir=/data/bank_single10
 """
 

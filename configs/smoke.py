@@ -1,6 +1,6 @@
 """Seconds-long run on a tiny synthetic bank created in WORKDIR/bank (tests, CI).
 
-  python -m spider_jax.train --config=configs/smoke.py --workdir=/tmp/spider_smoke
+  python -m spider_jax.train --config=configs/smoke.py --workdir=runs/spider_smoke
 """
 
 from configs import default

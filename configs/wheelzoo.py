@@ -5,10 +5,10 @@ and datasets; ``modality = "all"`` trains one scorer per modality, in WORKDIR/im
 WORKDIR/text (``train.load_trained(WORKDIR, modality)`` restores either).  Build the
 bank once (about 12 minutes on 2 cores), then train (run from the repository root):
 
-  python -m spider_jax.extract --zoo=wheel --out=/work/banks/wheel
-  python -m spider_jax.groundtruth --bank=/work/banks/wheel
-  python -m spider_jax.train --config=configs/wheelzoo.py --workdir=/tmp/wheelzoo \
-      --config.bank_dir=/work/banks/wheel
+  python -m spider_jax.extract --zoo=wheel --out=banks/wheel
+  python -m spider_jax.groundtruth --bank=banks/wheel
+  python -m spider_jax.train --config=configs/wheelzoo.py --workdir=runs/wheelzoo \
+      --config.bank_dir=banks/wheel
 
 The bank path defaults to $SPIDER_JAX_WHEEL_BANK, else ./banks/wheel.  Differences from
 the paper's settings, for a 2-core CPU and a small zoo: d = 256 instead of 1024; tasks

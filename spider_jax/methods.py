@@ -329,10 +329,10 @@ def rankagg_available(zoo, methods) -> tuple[str, ...]:
     return tuple(out)
 
 
-@jax.jit
-def _copeland(scores):
-    """[T, A, M] -> [T, M] Copeland points."""
-    return jax.vmap(rankagg.copeland)(scores)
+@functools.partial(jax.jit, static_argnames=("used",))
+def _copeland(scores, *, used: tuple[int, ...]):
+    """[T, A, M] -> [T, M] Copeland points over the methods ``used`` (indices of A)."""
+    return jax.vmap(rankagg.copeland)(scores[:, list(used)])
 
 
 def rankagg_scores(batch: Mapping, zoo, *, num_classes: int, hscore: str,
@@ -389,6 +389,6 @@ def rankagg_scores(batch: Mapping, zoo, *, num_classes: int, hscore: str,
     scores = jnp.stack([jnp.stack([nan if c is None else c.astype(jnp.float32)
                                    for c in cols[name]], axis=-1)
                         for name in RANKAGG_METHODS], axis=1)             # [T, A, M]
-    used = [RANKAGG_METHODS.index(a) for a in rankagg_available(zoo, methods)]
-    return scores, _copeland(scores[:, np.asarray(used)]).astype(jnp.float32)
+    used = tuple(RANKAGG_METHODS.index(a) for a in rankagg_available(zoo, methods))
+    return scores, _copeland(scores, used=used).astype(jnp.float32)
 

@@ -122,3 +122,20 @@ def regularized_hscore_ref(features, labels, num_classes, mask=None):
         g[y == c] = x[y == c].mean(0)
     cov_g = g.T @ g / len(x)           # E[f|y] is centred already (weighted mean of class means)
     return float(np.trace(np.linalg.inv(cov_a) @ ((1 - a) * cov_g)))
+
+
+def copeland_ref(scores):
+    """Copeland points (paper Eq. 8) written literally: [A, M] scores of A methods for M
+    PTMs -> [M]; a pair scores 1 for a majority win, 0.5 for a tie of wins."""
+    s = np.asarray(scores, np.float64)
+    a, m = s.shape
+    out = np.zeros(m)
+    for i in range(m):
+        for j in range(m):
+            if i == j:
+                continue
+            a_i = sum(s[k, i] > s[k, j] for k in range(a))
+            a_j = sum(s[k, j] > s[k, i] for k in range(a))
+            out[i] += 1.0 if a_i > a_j else (0.5 if a_i == a_j else 0.0)
+    return out
+

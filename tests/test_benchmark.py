@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import smoke
+from tests.tiny import tiny_config
 from spider_jax import bank as bank_lib
 from spider_jax import benchmark, evaluation, methods, metrics
 
@@ -83,24 +83,8 @@ def test_anchor_rows_reproduce_rankagg_0716():
     assert round(float(np.mean(a["table"]["LogME"])), 3) == 0.678
 
 
-def _tiny_config():
-    config = smoke.get_config()
-    config.synthetic.update(num_models=3, num_datasets=5, num_downstream=2,
-                            classes_per_dataset=(3, 4), examples_per_class=12, psi_dim=8)
-    config.data.num_train_tasks = 16
-    config.data.max_classes = 8
-    config.data.examples_per_class = 6
-    config.label.chunk_size = 8
-    config.model.d = 16
-    config.train.batch_size = 8
-    config.train.num_epochs = 2
-    config.train.log_every = 100
-    config.eval.max_examples_per_class = 12
-    return config
-
-
 def test_benchmark_end_to_end_on_synthetic_bank(tmp_path):
-    config = _tiny_config()
+    config = tiny_config()
     wd, out = str(tmp_path / "wd"), str(tmp_path / "out")
     md_path = str(tmp_path / "docs" / "RESULTS.md")
     names = ["logme", "hscore", "leep", "nce"]

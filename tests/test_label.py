@@ -9,6 +9,7 @@ import pytest
 from spider_jax import bank as bank_lib
 from spider_jax import label, methods, metrics, synthetic
 from configs import smoke
+from tests.reference_metrics import copeland_ref
 
 
 @pytest.fixture(scope="module")
@@ -23,19 +24,6 @@ def setup(tmp_path_factory):
     config.data.examples_per_class = 4
     config.label.chunk_size = 4
     return bank_lib.open_bank(root), config
-
-
-def _rank_copeland(scores):
-    """Independent Copeland (Eq. 8) from the definition: majority wins + half ties."""
-    a, m = scores.shape
-    out = np.zeros(m)
-    for i in range(m):
-        for j in range(m):
-            if i != j:
-                wins = np.sum(scores[:, i] > scores[:, j])
-                losses_ = np.sum(scores[:, i] < scores[:, j])
-                out[i] += 1.0 if wins > losses_ else 0.5 if wins == losses_ else 0.0
-    return out
 
 
 def test_label_batch_matches_single_calls(setup):
@@ -62,7 +50,7 @@ def test_label_batch_matches_single_calls(setup):
                 assert np.isnan(scores[t, methods.RANKAGG_METHODS.index("leep"), m])
         # Only two of four PTMs have a source head: Copeland over hscore and logme only.
         used = [methods.RANKAGG_METHODS.index("hscore"), methods.RANKAGG_METHODS.index("logme")]
-        np.testing.assert_allclose(agg[t], _rank_copeland(scores[t, used]))
+        np.testing.assert_allclose(agg[t], copeland_ref(scores[t, used]))
 
 
 def test_rules():

@@ -1,5 +1,6 @@
 """The scorer: shapes, permutation equivariance over PTMs, padding invariance."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -87,10 +88,9 @@ def test_task_tokens_matter_and_no_loop_over_models(scorer):
     out2 = _apply(model, params, psi + 1.0, cmask)
     assert not np.allclose(out, out2)
     # One jitted call for all M PTMs; a second task batch reuses the compilation.
-    f = jax.jit(lambda p, x, c: model.apply({"params": p}, x, c))
+    f = jax.jit(chex.assert_max_traces(lambda p, x, c: model.apply({"params": p}, x, c), n=1))
     f(params, psi, cmask)
-    f(params, psi * 2, cmask)
-    assert f._cache_size() == 1
+    f(params, psi * 2, cmask)            # a retrace would raise
 
 
 def test_bad_specific_shape():

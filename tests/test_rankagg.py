@@ -9,23 +9,9 @@ import numpy as np
 import pytest
 
 from spider_jax import evaluation, rankagg
+from tests.reference_metrics import copeland_ref
 
 DATA = pathlib.Path(__file__).parent / "data"
-
-
-def copeland_loop(scores):
-    """Paper Eq. 8 written literally."""
-    s = np.asarray(scores, np.float64)
-    a, m = s.shape
-    out = np.zeros(m)
-    for i in range(m):
-        for j in range(m):
-            if i == j:
-                continue
-            a_i = sum(s[k, i] > s[k, j] for k in range(a))
-            a_j = sum(s[k, j] > s[k, i] for k in range(a))
-            out[i] += 1.0 if a_i > a_j else (0.5 if a_i == a_j else 0.0)
-    return out
 
 
 def borda_loop(scores):
@@ -41,7 +27,7 @@ def borda_loop(scores):
 def test_copeland_and_borda_match_definition_with_ties(seed):
     rng = np.random.default_rng(seed)
     scores = rng.integers(0, 4, size=(4, 7)).astype(np.float32)   # many ties, even A
-    np.testing.assert_array_equal(np.asarray(rankagg.copeland(scores)), copeland_loop(scores))
+    np.testing.assert_array_equal(np.asarray(rankagg.copeland(scores)), copeland_ref(scores))
     np.testing.assert_array_equal(np.asarray(rankagg.borda(scores)), borda_loop(scores))
     m = scores.shape[1]
     assert float(np.sum(rankagg.copeland(scores))) == m * (m - 1) / 2
@@ -53,7 +39,7 @@ def test_copeland_batched_and_jit_vmap():
     batched = np.asarray(rankagg.copeland(scores))
     vm = np.asarray(jax.jit(jax.vmap(rankagg.copeland))(scores))
     for b in range(3):
-        np.testing.assert_array_equal(batched[b], copeland_loop(scores[b]))
+        np.testing.assert_array_equal(batched[b], copeland_ref(scores[b]))
         np.testing.assert_array_equal(vm[b], batched[b])
 
 
@@ -64,12 +50,12 @@ def test_copeland_nan_is_a_tie_never_nan():
     assert np.all(np.isfinite(out))
     # By hand: 1 beats 0 (2 methods vs 1); 0 and 2 tie (1 vs 1, NaN abstains); 2 beats 1 (2 vs 0).
     np.testing.assert_array_equal(out, [0.5, 1.0, 1.5])
-    np.testing.assert_array_equal(out, copeland_loop(scores))
+    np.testing.assert_array_equal(out, copeland_ref(scores))
 
 
 def test_aggregate_dict_and_errors():
     d = {"a": [0.1, 0.3, 0.2], "b": [1.0, 3.0, 2.0], "c": [5.0, 4.0, 6.0]}
-    np.testing.assert_array_equal(rankagg.aggregate(d), copeland_loop(np.array(list(d.values()))))
+    np.testing.assert_array_equal(rankagg.aggregate(d), copeland_ref(np.array(list(d.values()))))
     np.testing.assert_array_equal(rankagg.aggregate(d, method="borda"),
                                   borda_loop(np.array(list(d.values()))))
     # float64 scores closer than float32 resolution keep their order.

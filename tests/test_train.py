@@ -12,6 +12,7 @@ import pytest
 
 from spider_jax import losses, train
 from configs import smoke
+from tests.tiny import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,3 +111,18 @@ def test_kill_and_resume_matches_uninterrupted(trained, tmp_path):
     assert _steps(ckpts)[-1] == TOTAL
     _, _, params_resumed, _ = train.load_trained(killed)
     jax.tree_util.tree_map(np.testing.assert_array_equal, ref["params"], params_resumed)
+
+
+def test_training_and_labelling_loops_make_no_implicit_transfer(tmp_path):
+    """Under ``jax.transfer_guard("disallow")`` the labelling and training loops run: every
+    host <-> device copy is explicit (batches put, logged values fetched on the log
+    interval); no per-step sync such as ``float(loss)``."""
+    config = tiny_config()
+    config.train.num_steps = 6
+    config.train.log_every = 3
+    config.train.eval_every = 3
+    config.train.checkpoint_every = 3
+    with jax.transfer_guard("disallow"):
+        s = train.train_and_evaluate(config, str(tmp_path / "wd"))["image"]
+    assert [h["step"] for h in s["history"]] == [3, 6]
+    assert np.isfinite([h["loss"] for h in s["history"]]).all()

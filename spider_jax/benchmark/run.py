@@ -51,10 +51,9 @@ def run_benchmark(config, workdir: str, out_dir: str, *, protocols=PROTOCOLS, sh
     bank = workdir_lib.open_bank_for(config, workdir)
     mods = workdir_lib.modalities_for(config, bank)
     costs = None
-    # Measure forward costs (fresh spawned processes) before this process runs any XLA
-    # computation: spawning them after training was followed, twice, by an XLA:CPU hang in
-    # the next metric call (all threads in futex waits; jax 0.10.2). Measuring first, or
-    # reusing a saved forward_costs.json, never hung.
+    # Forward costs are measured (in fresh spawned processes) before this process runs any
+    # XLA computation: spawning them after XLA:CPU work can hang the next metric call
+    # (jax 0.10.2); measuring first, or reusing a saved forward_costs.json, does not.
     if measure_forward:
         costs = forward_cost.load_or_measure(
             forward_costs_path or os.path.join(out_dir, "forward_costs.json"), bank, progress=log)
