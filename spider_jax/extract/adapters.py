@@ -27,6 +27,7 @@ heavy work once per worker process.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from typing import Any, Callable, Sequence
 
@@ -207,8 +208,27 @@ class MultiTapAdapter(Adapter):
 
 
 # ----------------------------------------------------------------------------- HF
+class _HFTextMixin:
+    """Shared by the HF text adapters: local tokenizer + encoder, one padded forward."""
+
+    def _load(self):
+        import torch
+        import transformers
+
+        self._torch = torch
+        self._tok = transformers.AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+        self._model = transformers.AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+
+    def _forward(self, batch, hidden_states: bool):
+        enc = self._tok([self.prefix + t for t in batch], padding=True, truncation=True,
+                        max_length=self.max_length, return_tensors="pt")
+        with self._torch.inference_mode():
+            out = self._model(**enc, output_hidden_states=hidden_states)
+        return out, enc["attention_mask"].numpy()
+
+
 @dataclasses.dataclass
-class HFTextAdapter(Adapter):
+class HFTextAdapter(_HFTextMixin, Adapter):
     """transformers encoder from a local directory; attention-masked mean pooling.
 
     Attributes:
@@ -221,21 +241,33 @@ class HFTextAdapter(Adapter):
     max_length: int = 128
     prefix: str = ""
 
-    def _load(self):
-        import torch
-        import transformers
-
-        self._torch = torch
-        self._tok = transformers.AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        self._model = transformers.AutoModel.from_pretrained(self.path, local_files_only=True).eval()
-
     def _encode(self, batch):
-        torch = self._torch
-        enc = self._tok([self.prefix + t for t in batch], padding=True, truncation=True,
-                        max_length=self.max_length, return_tensors="pt")
-        with torch.inference_mode():
-            hidden = self._model(**enc).last_hidden_state
-        return masked_mean(hidden.float().numpy(), enc["attention_mask"].numpy()), None
+        out, mask = self._forward(batch, hidden_states=False)
+        return masked_mean(out.last_hidden_state.float().numpy(), mask), None
+
+
+@dataclasses.dataclass
+class HFTextMultiTapAdapter(_HFTextMixin, MultiTapAdapter):
+    """transformers text encoder whose layers are taps of one forward pass.
+
+    A tap's key is a hidden-state index as a string: "0" is the embedding output, "k"
+    the output of transformer layer k (the last one equals ``last_hidden_state``); each
+    is attention-masked mean pooled. Attributes as :class:`HFTextAdapter`.
+    """
+
+    path: str = ""
+    max_length: int = 128
+    prefix: str = ""
+
+    def _encode_taps(self, batch):
+        out, mask = self._forward(batch, hidden_states=True)
+        hs = out.hidden_states
+        res = {}
+        for t in self.outputs:
+            if not t.key.isdigit() or int(t.key) >= len(hs):
+                raise ValueError(f"{t.name}: tap key {t.key!r} is not a hidden-state index 0..{len(hs) - 1}")
+            res[t.key] = masked_mean(hs[int(t.key)].float().numpy(), mask)
+        return res
 
 
 @dataclasses.dataclass
@@ -530,3 +562,74 @@ class FunctionAdapter(Adapter):
 
     def _encode(self, batch):
         return np.asarray(self._fn(list(batch)), np.float32), None
+
+
+# ----------------------------------------------------------------------------- spaCy
+@dataclasses.dataclass
+class SpacyAdapter(MultiTapAdapter):
+    """A spaCy pipeline loaded from a local directory; every tap comes from one ``nlp.pipe``.
+
+    Tap keys: "tok2vec" (mean over tokens of ``doc.tensor``, the tok2vec component's
+    context vectors) and "vectors" (``doc.vector``, the mean static word vector; OOV
+    tokens count as zero). An empty doc gets the zero vector.
+
+    Attributes:
+      path: the pipeline's data directory (the one holding ``config.cfg``).
+      keep: pipeline components to run (everything else is excluded).
+    """
+
+    path: str = ""
+    keep: tuple = ("tok2vec",)
+
+    def _load(self):
+        import warnings
+
+        import spacy
+
+        with warnings.catch_warnings():  # older pipelines warn about the spaCy version
+            warnings.simplefilter("ignore")
+            config = spacy.util.load_config(os.path.join(self.path, "config.cfg"))
+            names = list(config["nlp"]["pipeline"])
+            self._nlp = spacy.load(self.path, exclude=[n for n in names if n not in self.keep])
+
+    def _encode_taps(self, batch):
+        res = {t.key: np.zeros((len(batch), t.dim), np.float32) for t in self.outputs}
+        for i, doc in enumerate(self._nlp.pipe(list(batch), batch_size=len(batch))):
+            if not len(doc):
+                continue
+            if "tok2vec" in res:
+                res["tok2vec"][i] = np.asarray(doc.tensor, np.float32).mean(0)
+            if "vectors" in res:
+                res["vectors"][i] = np.asarray(doc.vector, np.float32)
+        return res
+
+
+# ----------------------------------------------------------------------------- posteriors
+@dataclasses.dataclass
+class PosteriorAdapter(Adapter):
+    """A classifier's posterior over its own labels (e.g. a language identifier).
+
+    Features are the log-posterior ``log(max(p, floor))`` in a fixed label order; the
+    posterior itself is the source head (LEEP / NCE / PACTran use it).
+
+    Attributes:
+      factory: picklable callable returning ``fn(batch) -> probs [B, C]`` (rows sum to 1).
+      floor: smallest probability kept before the log.
+    """
+
+    factory: Callable[[], Callable[[Sequence[Any]], np.ndarray]] | None = None
+    floor: float = 1e-6
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.num_source_classes and self.num_source_classes != self.dim:
+            raise ValueError(f"{self.name}: posterior width {self.dim} != source classes {self.num_source_classes}")
+
+    def _load(self):
+        self._fn = self.factory()
+
+    def _encode(self, batch):
+        p = np.asarray(self._fn(list(batch)), np.float64)
+        if p.shape != (len(batch), self.dim) or not np.all(np.isfinite(p)):
+            raise ValueError(f"{self.name}: posterior of shape {p.shape} (want {(len(batch), self.dim)}) or not finite")
+        return np.log(np.maximum(p, self.floor)).astype(np.float32), p.astype(np.float32)
