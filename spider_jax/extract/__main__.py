@@ -4,7 +4,7 @@ Examples::
 
     # every model on every dataset of the wheel zoo (about 20 min on 2 cores)
     python -m spider_jax.extract --zoo=wheel --out=banks/wheel
-    # 2 image + 3 text models, <= 300 examples per dataset (a few minutes)
+    # 2 image models + 4 text networks, <= 300 examples per dataset (a few minutes)
     python -m spider_jax.extract --zoo=wheel --subset=mini --out=banks/mini
     # your own zoo: a function returning (models, psi, sources), see spider_jax.extract
     python -m spider_jax.extract --zoo=my_package.my_zoo:get_zoo --out=BANK
