@@ -224,6 +224,7 @@ class Ranker:
         self.max_classes = int(max_classes)
         self.config = config
         p = self.variables["params"]
+        p = jax.tree.map(lambda a: a[0], p["members"]) if "members" in p else p  # one member
         if len(self.models) != len(self.dims):
             raise ValueError(f"{len(self.models)} model names for a scorer of "
                              f"{len(self.dims)} PTMs")
@@ -351,7 +352,8 @@ class Ranker:
             if task.labels is None:
                 raise ValueError("k > 0 needs the task's labels (build it with "
                                  "Task.from_features), to form PTM-specific class centres")
-            if "specific_proj" not in self.variables["params"]:
+            p = self.variables["params"]
+            if "specific_proj" not in p.get("members", p):
                 raise ValueError("this checkpoint has no PTM-specific projections (trained "
                                  "without specific tokens): only k = 0 is available")
             top = order_from_scores(coarse)[:k]
@@ -396,7 +398,8 @@ def check_params(model: Any, variables: Mapping[str, Any], psi_dim: int) -> None
     """ValueError naming every parameter whose shape differs from what ``model`` builds."""
     m = len(model.model_dims)
     args = (np.zeros((1, 2, psi_dim), np.float32), np.ones((1, 2), bool))
-    if "specific_proj" in variables["params"]:
+    p = variables["params"]
+    if "specific_proj" in p.get("members", p):
         args += (np.zeros((1, m, 2, max(model.model_dims)), np.float32), np.zeros((1, m), bool))
     want = jax.eval_shape(functools.partial(model.init, deterministic=True),
                           jax.random.PRNGKey(0), *args)["params"]
