@@ -61,7 +61,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["SpiderScorer", "SpiderEnsemble", "make_scorer", "residual_gate", "combine_members",
+__all__ = ["SpiderScorer", "SpiderEnsemble", "make_scorer", "split_members", "residual_gate", "combine_members",
            "is_frozen_param", "FROZEN_PARAMS"]
 
 FROZEN_PARAMS = ("gate_ref", "gate_scale")   # set from the training pool, never trained
@@ -277,6 +277,18 @@ class SpiderEnsemble(SpiderScorer):
         out = vm(**fields, name="members")(psi_centres, class_mask, specific_centres,
                                            specific_mask, deterministic)
         return out if return_members else combine_members(out)
+
+
+def split_members(model, params):
+    """(the member scorer, [params of each member]) of an ensemble; a single scorer:
+    (model, [params])."""
+    if not isinstance(model, SpiderEnsemble):
+        return model, [params]
+    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(SpiderScorer)
+              if f.name not in ("parent", "name")}
+    members = params["members"]
+    k = jax.tree.leaves(members)[0].shape[0]
+    return SpiderScorer(**fields), [jax.tree.map(lambda a, i=i: a[i], members) for i in range(k)]
 
 
 class _Member(SpiderScorer):

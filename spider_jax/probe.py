@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from spider_jax import groundtruth, rankagg
+from spider_jax.methods import RANKAGG_METHODS
 
 __all__ = ["SUPERVISIONS", "COMBINES", "needs_probe", "probe_settings", "probe_fingerprint",
            "probe_batch", "probe_accuracy", "supervision_targets", "standardise"]
@@ -161,8 +162,7 @@ def supervision_targets(labels: dict, config) -> np.ndarray:
             raise ValueError(f"label.probe_weight must be in [0, 1], got {w}")
         return (1.0 - w) * standardise(labels["rank_labels"]) + w * standardise(probe)
     if rule == "copeland":
-        from spider_jax import label as label_lib
-        cols = [label_lib.METHODS.index(a) for a in labels["meta"]["copeland_methods"]]
+        cols = [RANKAGG_METHODS.index(a) for a in labels["meta"]["copeland_methods"]]
         votes = np.concatenate([np.asarray(labels["metric_scores"])[:, cols], probe[:, None]],
                                axis=1)
         return np.asarray(jax.vmap(rankagg.copeland)(jnp.asarray(votes)), np.float32)

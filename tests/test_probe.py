@@ -6,6 +6,7 @@ import pytest
 
 from spider_jax import bank as bank_lib
 from spider_jax import label, probe, synthetic
+from spider_jax.methods import RANKAGG_METHODS
 from configs import smoke
 from tests.test_groundtruth import _ridge_cv_reference
 from tests.test_label import _rank_copeland
@@ -50,7 +51,7 @@ def test_supervision_targets():
     t, m = 5, 4
     labels = {"rank_labels": rng.integers(0, 4, size=(t, m)).astype(np.float32),
               "probe_scores": rng.uniform(size=(t, m)).astype(np.float32),
-              "metric_scores": rng.normal(size=(t, len(label.METHODS), m)).astype(np.float32),
+              "metric_scores": rng.normal(size=(t, len(RANKAGG_METHODS), m)).astype(np.float32),
               "meta": {"copeland_methods": ["hscore", "logme"]}}
     config = smoke.get_config()
     np.testing.assert_array_equal(probe.supervision_targets(labels, config), labels["rank_labels"])
@@ -63,7 +64,7 @@ def test_supervision_targets():
                                0.75 * z(labels["rank_labels"]) + 0.25 * z(labels["probe_scores"]),
                                rtol=1e-5, atol=1e-6)
     config.label.combine = "copeland"
-    cols = [label.METHODS.index(a) for a in ("hscore", "logme")]
+    cols = [RANKAGG_METHODS.index(a) for a in ("hscore", "logme")]
     want = [_rank_copeland(np.concatenate([labels["metric_scores"][i, cols],
                                            labels["probe_scores"][i][None]]))
             for i in range(t)]

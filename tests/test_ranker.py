@@ -255,3 +255,35 @@ def test_fast_path_equals_model_apply_prior_residual(members, gate_refs):
                                                r.variables["params"]["gate_scale"]))
         assert g.max() == 1.0 and g.min() < 0.5
     assert ranker_lib.fast_flops_per_task(fast, 5) > 0
+
+
+def test_hybrid_rerank_reorders_topk_by_the_metric(ranker):
+    """Hybrid (issue 11 item 5): only the top-k run forward; their order = their LogME's."""
+    from spider_jax import metrics
+
+    rng = np.random.default_rng(8)
+    feats, labels = _task(rng, n=60, num_classes=3)
+    ptm_feats = {n: rng.normal(size=(len(labels), d)) + (labels[:, None] == 0) * i
+                 for i, (n, d) in enumerate(zip(NAMES, DIMS))}
+    calls = []
+
+    def forward(name):
+        calls.append(name)
+        return ptm_feats[name]
+
+    task = ranker_lib.Task.from_features(feats, labels)
+    coarse = ranker.rank(task)
+    k = 3
+    res = ranker.rank(task, k=k, forward=forward, rerank="hybrid")
+    top = list(coarse.order[:k])
+    assert sorted(calls) == sorted(NAMES[i] for i in top)
+    logme = {i: float(metrics.logme(ptm_feats[NAMES[i]].astype(np.float32), labels,
+                                    num_classes=3)) for i in top}
+    want = sorted(top, key=lambda i: -logme[i]) + list(coarse.order[k:])
+    assert list(res.order) == want
+    np.testing.assert_array_equal(res.coarse_scores, coarse.scores)
+    assert res.reranked.tolist() == [i in top for i in range(len(NAMES))]
+    with pytest.raises(ValueError, match="rerank"):
+        ranker.rank(task, k=k, forward=forward, rerank="nope")
+    with pytest.raises(ValueError, match="features"):
+        ranker.rank(task, k=k, forward=forward, rerank="hybrid", metric="leep")
