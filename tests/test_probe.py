@@ -1,6 +1,8 @@
 """Probe supervision (issue 11 item 3): batched probe == float64 NumPy ridge CV per task and
 PTM; the combination rules; the config switch."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,23 @@ def test_supervision_targets():
     config.label.supervision = "probe"
     with pytest.raises(ValueError, match="probe labels"):
         probe.supervision_targets({"rank_labels": labels["rank_labels"]}, config)
+
+
+def test_probe_cache_is_fingerprinted_and_resumable(setup, tmp_path):
+    bank, config = setup
+    config = config.copy_and_resolve_references()
+    cache = str(tmp_path / "labels")
+    plain = label.label_tasks(bank, config, modality="image", cache_dir=cache, progress=False)
+    assert "probe_scores" not in plain
+    config.label.supervision = "probe"
+    config.label.probe_folds = 3
+    first = label.label_tasks(bank, config, modality="image", cache_dir=cache, progress=False)
+    np.testing.assert_array_equal(first["rank_labels"], plain["rank_labels"])  # chunks reused
+    assert first["probe_scores"].shape == plain["rank_labels"].shape
+    assert np.all((first["probe_scores"] >= 0) & (first["probe_scores"] <= 1))
+    os.remove(os.path.join(cache, "probe_0000004.npz"))              # an interrupted run
+    again = label.label_tasks(bank, config, modality="image", cache_dir=cache, progress=False)
+    np.testing.assert_array_equal(again["probe_scores"], first["probe_scores"])
+    config.label.probe_folds = 4
+    with pytest.raises(ValueError, match="other settings"):
+        label.label_tasks(bank, config, modality="image", cache_dir=cache, progress=False)
