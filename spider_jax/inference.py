@@ -174,7 +174,7 @@ def rerank_tasks(model: Any, params: Any, tasks: Mapping[str, Any], k: int,
     return np.asarray(jax.device_get(rerank_scores(
         model, {"params": params}, tasks["psi_centres"], tasks["class_mask"],
         tasks.get("specific_centres") if k > 0 and metric is None else None, k=int(k),
-        metric=None if metric is None else jnp.asarray(metric, jnp.float32))))
+        metric=None if metric is None else jax.device_put(np.asarray(metric, np.float32)))))
 
 
 def order_from_scores(scores: np.ndarray) -> np.ndarray:

@@ -119,7 +119,7 @@ def probe_batch(batch: dict, zoo, *, num_classes: int, folds: int, seeds, alphas
     class_mask = np.arange(num_classes)[None, :] < np.asarray(batch["num_classes"])[:, None]
     fold_ids = _fold_ids(labels, mask, folds, seeds)
     args = [put(a) for a in (labels, fold_ids, mask, class_mask)]
-    alphas = jnp.asarray(alphas, jnp.float32)
+    alphas = jax.device_put(np.asarray(alphas, np.float32))
     out = []
     for i in range(zoo.num_models):       # one PTM at a time: PTMs of one width share a compile
         feats = put(np.asarray(batch["features"][i], np.float32))
@@ -165,5 +165,6 @@ def supervision_targets(labels: dict, config) -> np.ndarray:
         cols = [RANKAGG_METHODS.index(a) for a in labels["meta"]["copeland_methods"]]
         votes = np.concatenate([np.asarray(labels["metric_scores"])[:, cols], probe[:, None]],
                                axis=1)
-        return np.asarray(jax.vmap(rankagg.copeland)(jnp.asarray(votes)), np.float32)
+        return np.asarray(jax.device_get(jax.vmap(rankagg.copeland)(jax.device_put(votes))),
+                          np.float32)
     raise ValueError(f"label.combine must be one of {COMBINES}, got {rule!r}")

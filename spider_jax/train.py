@@ -189,7 +189,8 @@ def evaluate(model, params, downstream: dict, zoo: Zoo, ks=(0, 3), tasks: dict |
     ks = [min(int(k), zoo.num_models) for k in ks]
     metric = None
     if hybrid_metric and any(k > 0 for k in ks):
-        metric = jnp.asarray(downstream_metric(downstream, hybrid_metric), jnp.float32)
+        metric = jax.device_put(downstream_metric(downstream, hybrid_metric).astype(np.float32),
+                                tasks["psi_centres"].sharding)
 
     def run(m, p, **kw):
         return {k: inference.rerank_scores(m, {"params": p}, tasks["psi_centres"],

@@ -11,7 +11,7 @@ from spider_jax import label, probe, synthetic
 from spider_jax.methods import RANKAGG_METHODS
 from configs import smoke
 from tests.test_groundtruth import _ridge_cv_reference
-from tests.test_label import _rank_copeland
+from tests.reference_metrics import copeland_ref
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_supervision_targets():
                                rtol=1e-5, atol=1e-6)
     config.label.combine = "copeland"
     cols = [RANKAGG_METHODS.index(a) for a in ("hscore", "logme")]
-    want = [_rank_copeland(np.concatenate([labels["metric_scores"][i, cols],
+    want = [copeland_ref(np.concatenate([labels["metric_scores"][i, cols],
                                            labels["probe_scores"][i][None]]))
             for i in range(t)]
     np.testing.assert_allclose(probe.supervision_targets(labels, config), want)

@@ -131,7 +131,7 @@ def test_training_and_labelling_loops_make_no_implicit_transfer(tmp_path):
 def test_issue11_switches_end_to_end(tmp_path):
     """Probe + RankAgg supervision, prior + gated residual, a 3-member ensemble and the hybrid
     re-ranking train, evaluate, checkpoint and restore into a Ranker whose folded k = 0 path
-    equals model.apply."""
+    equals model.apply (the loops under ``transfer_guard("disallow")``)."""
     from spider_jax import ranker as ranker_lib
 
     config = tiny_config()
@@ -144,7 +144,8 @@ def test_issue11_switches_end_to_end(tmp_path):
     config.label.supervision = "both"
     config.eval.rerank_k = (0, 3)
     workdir = str(tmp_path / "w")
-    summary = train.train_and_evaluate(config, workdir)["image"]
+    with jax.transfer_guard("disallow"):       # the switches add no implicit transfer either
+        summary = train.train_and_evaluate(config, workdir)["image"]
     assert all(np.isfinite(h["loss"]) for h in summary["history"])
     final = summary["final"]
     assert {"spider_k0", "spider_k3", "hybrid_k3", "spider_k0_member2"} <= set(final["columns"])
