@@ -34,6 +34,17 @@ def get_config():
     config.label.hscore = "auto"      # auto | plain | regularized (see spider_jax.label)
     config.label.chunk_size = 8       # tasks per cached chunk (also the vmap batch)
     config.label.cache_dir = ""       # default WORKDIR/labels
+    # What the scorer learns to rank (spider_jax.probe; issue 11 item 3): "rankagg" (the
+    # paper: Copeland over label.methods), "probe" (linear-probe accuracy of every sampled
+    # task, the ground truth's ridge-CV protocol) or "both" (combined by label.combine:
+    # "zsum" = (1 - probe_weight) z(rankagg) + probe_weight z(probe), per-task z-scores;
+    # "copeland" = Copeland over the RankAgg methods plus the probe as one more vote).
+    config.label.supervision = "rankagg"
+    config.label.combine = "zsum"
+    config.label.probe_weight = 0.5
+    config.label.probe_folds = 5
+    config.label.probe_seeds = (0,)
+    config.label.probe_alphas = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)   # x n_train
 
     # Scorer (paper/release: d = 1024, one layer, one head, no FFN, dropout 0.1).
     config.model = ml_collections.ConfigDict()
@@ -45,6 +56,22 @@ def get_config():
     config.model.attn_dropout = 0.1
     config.model.use_type_embeddings = True
     config.model.specific_replaces_generic = True
+    # Prior + gated residual (spider_jax.model; issue 11 item 4, not the paper): score =
+    # learned per-PTM prior + gate(T) * transformer residual; gate_refs reference class
+    # centres of the training pool (0 = no gate), gate scale = gate_quantile of the leave-
+    # own-dataset-out nearest-centre distance (spider_jax.prior); residual_dropout: share of
+    # training tasks scored by the prior alone; residual_l2: penalty on the residual.
+    config.model.prior_residual = False
+    config.model.gate_refs = 256
+    config.model.gate_quantile = 0.9
+    config.model.residual_dropout = 0.25
+    config.model.residual_l2 = 0.0
+
+    # Seed ensemble (spider_jax.model.SpiderEnsemble): members > 1 trains that many scorers
+    # at once (independent inits and dropout, same batches); scores = mean of the members'
+    # per-task z-scores; training evaluation also reports each member (seed mean +- sd).
+    config.ensemble = ml_collections.ConfigDict()
+    config.ensemble.members = 1
 
     # Adam, lr 2.5e-4 with warm-up then cosine decay to 5e-6.
     config.optim = ml_collections.ConfigDict()
@@ -70,4 +97,7 @@ def get_config():
     config.eval = ml_collections.ConfigDict()
     config.eval.max_examples_per_class = 100   # cap per class for task centres and metrics
     config.eval.rerank_k = (0, 3)             # Algorithm 2 budgets reported
+    # Hybrid re-ranking (spider_jax.hybrid; issue 11 item 5): at each k > 0 also reorder the
+    # k = 0 top-k block by this forward-based metric of those k PTMs ("" = off).
+    config.eval.hybrid_metric = "logme"
     return config

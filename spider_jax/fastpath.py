@@ -25,6 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from spider_jax import model as model_lib
+
 __all__ = ["prepare_fast", "fast_scores", "fast_flops_per_task"]
 
 _NEG = -1e30  # the scorer's own mask value (spider_jax.model), so the fast path matches it
@@ -62,6 +64,13 @@ def prepare_fast(variables: Mapping[str, Any], model: Any) -> dict[str, Any]:
         raise ValueError(f"the k=0 fast path folds a one-layer scorer; this one has "
                          f"num_layers={model.num_layers} (use model.apply)")
     p = _p(variables)
+    if "members" in p:       # an ensemble: fold every member (leading [K] axis)
+        return {"members": jax.vmap(lambda q: _prepare_fast_one(q, model))(p["members"])}
+    return _prepare_fast_one(p, model)
+
+
+def _prepare_fast_one(p: Mapping[str, Any], model: Any) -> dict[str, Any]:
+    """:func:`prepare_fast` of one (non-ensemble) scorer's params."""
     hp = jax.lax.Precision.HIGHEST
     theta = jnp.asarray(p["model_tokens"], jnp.float32)                  # [M, d]
     m, d = theta.shape
@@ -99,6 +108,11 @@ def prepare_fast(variables: Mapping[str, Any], model: Any) -> dict[str, Any]:
         fast["value_w"] = vo                                                    # [d, H, d]
     if int(model.mlp_dim) > 0:
         fast["mlp"] = {n: blk[n] for n in ("mlp_in", "mlp_out", "norm_mlp")}
+    if "prior" in p:                         # prior + gated residual (model.py)
+        fast["prior"] = jnp.asarray(p["prior"], jnp.float32)
+        if "gate_ref" in p:
+            fast["gate_ref"] = jnp.asarray(p["gate_ref"], jnp.float32)
+            fast["gate_scale"] = jnp.asarray(p["gate_scale"], jnp.float32)
     return fast
 
 
@@ -112,8 +126,12 @@ def fast_scores(fast: Mapping[str, Any], psi_centres: jax.Array,
       class_mask: [B, C] bool, True for real classes.
 
     Returns:
-      [B, M] float32 scores.
+      [B, M] float32 scores (an ensemble: ``model.combine_members`` of its members').
     """
+    if "members" in fast:
+        member = jax.vmap(fast_scores, in_axes=(0, None, None))(fast["members"], psi_centres,
+                                                                 class_mask)
+        return model_lib.combine_members(member)
     psi = psi_centres.astype(jnp.float32)
     if "proj_w" in fast:  # 'token' route: project to tokens first (biases are folded)
         psi = jnp.einsum("bcp,pd->bcd", psi, fast["proj_w"])
@@ -143,11 +161,20 @@ def fast_scores(fast: Mapping[str, Any], psi_centres: jax.Array,
         y = y @ mp["mlp_out"]["kernel"] + mp["mlp_out"]["bias"][None, None]
         x = _layer_norm(mp["norm_mlp"], x + y)
     x = _layer_norm(fast["head_norm"], x)
-    return (x @ fast["head"]["kernel"])[..., 0] + fast["head"]["bias"][0]
+    out = (x @ fast["head"]["kernel"])[..., 0] + fast["head"]["bias"][0]
+    if "prior" not in fast:
+        return out
+    gate = jnp.ones((b,), jnp.float32) if "gate_ref" not in fast else model_lib.residual_gate(
+        psi_centres, class_mask, fast["gate_ref"], fast["gate_scale"])
+    return fast["prior"][None, :] + gate[:, None] * out
 
 
 def fast_flops_per_task(fast: Mapping[str, Any], num_classes: int) -> int:
     """Multiply-add FLOPs (2 per MAC) of :func:`fast_scores` for one task of C classes."""
+    if "members" in fast:
+        members = fast["members"]
+        k = members["x"].shape[0]
+        return k * fast_flops_per_task(jax.tree.map(lambda a: a[0], members), num_classes)
     m, h, kdim = fast["logit_w"].shape
     d = fast["x"].shape[1]
     c = num_classes
@@ -163,4 +190,6 @@ def fast_flops_per_task(fast: Mapping[str, Any], num_classes: int) -> int:
     if "mlp" in fast:
         flops += 4 * m * d * fast["mlp"]["mlp_in"]["kernel"].shape[1]
     flops += 2 * m * d + 20 * m * d         # head + layer norms / softmax (approximate)
+    if "gate_ref" in fast:
+        flops += 2 * c * fast["gate_ref"].size  # distances to the gate's reference centres
     return int(flops)

@@ -7,6 +7,15 @@
   the top ``k`` PTMs of the k = 0 scores (ties by zoo order) are rescored with their
   PTM-specific class centres, the rest keep their k = 0 score.  Training evaluation, the
   Ranker, batch scoring and the benchmark all go through these.
+* :func:`hybrid_merge` (issue 11 item 5, beyond the paper): at a budget k > 0 the top-k
+  PTMs run forward anyway, so their own features can be scored by a forward-based metric
+  (LogME by default).  Merge rule ("block"): the k = 0 ranking decides *which* PTMs form
+  the top-k block and everything below it; the metric decides the order *inside* the
+  block: the block's k = 0 scores, sorted descending, are reassigned to its PTMs in the
+  metric's descending order (metric ties keep the k = 0 order; NaN sorts last), so the
+  block stays above the rest, the rest keep their k = 0 scores and the score scale is
+  unchanged.  At k = 1 it equals k = 0; at k = M it is the metric's ranking.
+  :func:`rerank_scores` with ``metric=`` runs it instead of the PTM-specific tokens.
 * :func:`order_from_scores` / :func:`ranks_from_scores`: ranks from scores (1 = best,
   ties by zoo order), the one rule every report uses.
 """
@@ -24,7 +33,7 @@ import numpy as np
 from spider_jax.fastpath import fast_scores
 
 __all__ = ["class_centres", "centres_from_examples", "k0_scores", "specific_scores",
-           "topk_mask", "rerank_scores", "rescore", "rerank_tasks", "bucket", "order_from_scores", "ranks_from_scores"]
+           "topk_mask", "hybrid_merge", "rerank_scores", "rescore", "rerank_tasks", "bucket", "order_from_scores", "ranks_from_scores"]
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
@@ -94,25 +103,56 @@ def topk_mask(scores: jax.Array, k: int) -> jax.Array:
     return jnp.any(top[..., None] == jnp.arange(m).reshape((1,) * top.ndim + (m,)), axis=-2)
 
 
+def _descending_stable(x: jax.Array) -> jax.Array:
+    """Indices by descending value (ties: lower index first; NaN last)."""
+    return jnp.argsort(jnp.where(jnp.isnan(x), jnp.inf, -x), axis=-1, stable=True)
+
+
+@jax.jit
+def hybrid_merge(coarse: jax.Array, metric: jax.Array, chosen: jax.Array) -> jax.Array:
+    """The block merge rule (module docstring), batched and pure: [B, M] merged scores.
+
+    Args:
+      coarse: [B, M] k = 0 scores.
+      metric: [B, M] forward-based metric scores; only the ``chosen`` entries are read
+        (others may be NaN: PTMs that did not run).
+      chosen: [B, M] bool, the top-k block of ``coarse`` (:func:`topk_mask`).
+    """
+    rows = jnp.arange(coarse.shape[0])[:, None]
+    inf = jnp.asarray(jnp.inf, coarse.dtype)
+    block_first = _descending_stable(jnp.where(chosen, coarse, -inf))    # block, k=0 order
+    by_metric = _descending_stable(jnp.where(chosen, metric, -inf)[rows, block_first])
+    new_order = block_first[rows, by_metric]               # block by metric (ties: k=0 order)
+    values = -jnp.sort(-jnp.where(chosen, coarse, -inf), axis=-1)   # block scores, descending
+    in_block = jnp.arange(coarse.shape[-1])[None, :] < jnp.sum(chosen, -1, keepdims=True)
+    keep = coarse[rows, new_order]
+    return coarse.at[rows, new_order].set(jnp.where(in_block, values, keep))
+
+
 @functools.partial(jax.jit, static_argnames=("model", "k"))
 def rerank_scores(model: Any, variables: Mapping[str, Any], psi_centres: jax.Array,
                   class_mask: jax.Array, specific_centres: jax.Array | None = None, *,
-                  k: int, fast: Mapping[str, Any] | None = None) -> jax.Array:
+                  k: int, fast: Mapping[str, Any] | None = None,
+                  metric: jax.Array | None = None) -> jax.Array:
     """Algorithm 2 for a batch of tasks, on device: [B, M] final scores.
 
     Args:
       model, variables: the scorer and ``{"params": ...}``.
       psi_centres: [B, C, D_psi]; class_mask: [B, C].
       specific_centres: [B, M, C, D_max] PTM-specific class centres (only the top-k rows
-        are read); unused when ``k == 0``.
+        are read); unused when ``k == 0`` or with ``metric``.
       k: re-ranking budget (static).
       fast: :func:`spider_jax.fastpath.prepare_fast` output for the coarse pass (optional).
+      metric: [B, M] forward-based metric scores (only the top-k are read): the hybrid
+        re-ranking (:func:`hybrid_merge`) instead of the PTM-specific tokens.
     """
     coarse = k0_scores(model, variables, psi_centres, class_mask, fast)
     if k <= 0:
         return coarse
-    return _rescore(model, variables, psi_centres, class_mask, specific_centres,
-                    topk_mask(coarse, k), coarse)
+    chosen = topk_mask(coarse, k)
+    if metric is not None:
+        return hybrid_merge(coarse, metric, chosen)
+    return _rescore(model, variables, psi_centres, class_mask, specific_centres, chosen, coarse)
 
 
 def _rescore(model, variables, psi_centres, class_mask, specific_centres, chosen, coarse):
@@ -126,12 +166,15 @@ rescore.__doc__ = """Algorithm 2's second stage, on device: ``chosen`` [B, M] PT
 passes) rescored with ``specific_centres``; the others keep ``coarse``."""
 
 
-def rerank_tasks(model: Any, params: Any, tasks: Mapping[str, Any], k: int) -> np.ndarray:
+def rerank_tasks(model: Any, params: Any, tasks: Mapping[str, Any], k: int,
+                 metric: np.ndarray | None = None) -> np.ndarray:
     """:func:`rerank_scores` of a dict of task arrays (``psi_centres``, ``class_mask``,
-    ``specific_centres`` when k > 0), brought to the host: [T, M] float32."""
+    ``specific_centres`` when k > 0), brought to the host: [T, M] float32.  ``metric``:
+    [T, M] metric scores for the hybrid re-ranking."""
     return np.asarray(jax.device_get(rerank_scores(
         model, {"params": params}, tasks["psi_centres"], tasks["class_mask"],
-        tasks.get("specific_centres") if k > 0 else None, k=int(k))))
+        tasks.get("specific_centres") if k > 0 and metric is None else None, k=int(k),
+        metric=None if metric is None else jax.device_put(np.asarray(metric, np.float32)))))
 
 
 def order_from_scores(scores: np.ndarray) -> np.ndarray:

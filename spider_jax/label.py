@@ -52,7 +52,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from spider_jax import atomic, parallel
+from spider_jax import atomic, parallel, probe
 from spider_jax import workdir as workdir_lib
 from spider_jax.methods import RANKAGG_METHODS, hscore_variant, rankagg_available, rankagg_scores
 from spider_jax.sampler import TaskSampler, Zoo
@@ -120,9 +120,9 @@ def _load_npz(path: str) -> dict:
         return {k: z[k] for k in z.files}
 
 
-def _open_cache(cache_dir: str, meta: dict) -> None:
+def _open_cache(cache_dir: str, meta: dict, name: str = "meta.json") -> None:
     os.makedirs(cache_dir, exist_ok=True)
-    path = os.path.join(cache_dir, "meta.json")
+    path = os.path.join(cache_dir, name)
     if os.path.exists(path):
         with open(path) as fh:
             old = json.load(fh)
@@ -135,23 +135,34 @@ def _open_cache(cache_dir: str, meta: dict) -> None:
 
 
 def _label_step(sampler, specs, zoo, config, *, step_tasks, num_classes, num_examples, hscore,
-                mesh):
+                mesh, rankagg=True, probe_scores=False):
     """Labels ``specs`` (<= step_tasks) padded to ``step_tasks``; every host gets all rows.
 
     Each host materialises only its slice of the tasks; metric scores come from the
     sharded computation and the task arrays (centres, masks) are all-gathered.
+    ``rankagg``: the task arrays + RankAgg labels; ``probe_scores``: the probe labels
+    (:mod:`spider_jax.probe`).
     """
     padded = list(specs) + [specs[0]] * (step_tasks - len(specs))   # fixed shapes: one compile
     mine = padded if mesh is None else padded[parallel.host_slice(step_tasks)]
     batch = sampler.materialize(mine, num_classes=num_classes, num_examples=num_examples)
+    n = len(specs)
+    out = {}
+    if probe_scores:
+        put, get = (jax.device_put, jax.device_get) if mesh is None else (
+            functools.partial(parallel.host_to_global, mesh=mesh), parallel.global_to_host)
+        out["probe_scores"] = probe.probe_batch(
+            batch, zoo, num_classes=num_classes, put=put, get=get,
+            **probe.probe_settings(config))[:n]
+    if not rankagg:
+        return out
     scores, agg = label_batch(batch, zoo, num_classes=num_classes, hscore=hscore,
                               methods=tuple(config.label.methods), mesh=mesh)
-    n = len(specs)
     if jax.process_count() > 1 and mesh is not None:     # every host gets every row
         keys = ("psi_centres", "class_mask", "specific_centres", "num_classes")
         batch = parallel.global_to_host(parallel.host_to_global(
             {k: np.asarray(batch[k]) for k in keys}, mesh))
-    return dict(psi_centres=batch["psi_centres"][:n], class_mask=batch["class_mask"][:n],
+    return dict(out, psi_centres=batch["psi_centres"][:n], class_mask=batch["class_mask"][:n],
                 specific_centres=batch["specific_centres"][:n].astype(np.float16),
                 num_classes=batch["num_classes"][:n], metric_scores=scores[:n],
                 rank_labels=agg[:n])
@@ -174,24 +185,35 @@ def label_tasks(bank, config, *, modality: str, cache_dir: str, num_tasks: int |
     Returns:
       dict with psi_centres [T,C,Dpsi], class_mask [T,C], specific_centres [T,M,C,Dmax]
       (float16), num_classes [T], metric_scores [T,A,M] (A = RANKAGG_METHODS order),
-      rank_labels [T,M], plus "meta" (the fingerprint dict).
+      rank_labels [T,M], plus "meta" (the fingerprint dict); with probe supervision
+      (``config.label.supervision`` "probe" / "both") also probe_scores [T,M] and
+      "probe_meta", cached beside the chunks in ``probe_XXXXXXX.npz`` under their own
+      fingerprint ``probe_meta.json`` (so the RankAgg chunks are shared by both).
     """
     sub, zoo = zoo_for(bank, modality)
     sampler = make_sampler(sub, zoo, config)
     num_tasks = int(num_tasks or config.data.num_train_tasks)
     hscore = hscore_variant(config.label.hscore, sampler.num_examples_max, zoo.max_dim)
     meta = _fingerprint(zoo, config, sampler, hscore)
+    with_probe = probe.needs_probe(config)
+    probe_meta = probe.probe_fingerprint(meta, config) if with_probe else None
     main = parallel.is_main_process()
     if main:
         _open_cache(cache_dir, meta)
+        if with_probe:
+            _open_cache(cache_dir, probe_meta, "probe_meta.json")
     size = int(config.label.chunk_size)
     starts = list(range(0, num_tasks, size))
 
-    def path(s):
-        return os.path.join(cache_dir, f"chunk_{s:07d}.npz")
+    def path(s, prefix="chunk"):
+        return os.path.join(cache_dir, f"{prefix}_{s:07d}.npz")
 
     # A chunk counts as done when every host sees it, so all hosts run the same steps.
-    done = parallel.all_processes([os.path.exists(path(s)) for s in starts])
+    have = parallel.all_processes([os.path.exists(path(s)) for s in starts])
+    have_probe = parallel.all_processes([os.path.exists(path(s, "probe")) for s in starts]) \
+        if with_probe else [True] * len(starts)
+    done = [a and b for a, b in zip(have, have_probe)]
+    missing = {s for s, a in zip(starts, have) if not a}
     if mesh is None:
         per_step, step_tasks = 1, size
     else:
@@ -209,16 +231,30 @@ def label_tasks(bank, config, *, modality: str, cache_dir: str, num_tasks: int |
         specs = [sampler.spec(i) for lo, hi in ranges for i in range(lo, hi)]
         arrays = _label_step(sampler, specs, zoo, config, step_tasks=step_tasks,
                              num_classes=sampler.max_classes,
-                             num_examples=sampler.num_examples_max, hscore=hscore, mesh=mesh)
+                             num_examples=sampler.num_examples_max, hscore=hscore, mesh=mesh,
+                             rankagg=bool(missing & set(group)), probe_scores=with_probe)
         offset = 0
         for lo, hi in ranges:
             fresh[lo] = {k: v[offset:offset + hi - lo] for k, v in arrays.items()}
             offset += hi - lo
             if main:
-                atomic.write_npz(path(lo), fresh[lo])
-    parts = [fresh[s] if s in fresh else _load_npz(path(s)) for s in starts]
-    out = {k: np.concatenate([p[k] for p in parts])[:num_tasks] for k in _ARRAYS}
+                if lo in missing:
+                    atomic.write_npz(path(lo), {k: fresh[lo][k] for k in _ARRAYS})
+                if with_probe:
+                    atomic.write_npz(path(lo, "probe"), {"probe_scores": fresh[lo]["probe_scores"]})
+    keys = _ARRAYS + (("probe_scores",) if with_probe else ())
+    parts = []
+    for s in starts:
+        part = dict(fresh.get(s, {}))
+        if any(k not in part for k in _ARRAYS):
+            part.update(_load_npz(path(s)))
+        if with_probe and "probe_scores" not in part:
+            part.update(_load_npz(path(s, "probe")))
+        parts.append(part)
+    out = {k: np.concatenate([p[k] for p in parts])[:num_tasks] for k in keys}
     out["meta"] = meta
+    if with_probe:
+        out["probe_meta"] = probe_meta
     return out
 
 

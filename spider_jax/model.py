@@ -25,6 +25,27 @@ Dense + dropout, post-norm residual, no feed-forward):
 and with ``mlp_dim > 0`` also ``x <- LN(x + Dropout(MLP(x)))``.
 Head: ``LayerNorm -> Dense(1)``.
 
+Prior + residual (``prior_residual=True``; issue 11 item 4, not in the paper): the score
+is ``s_m(T) = b_m + g(T) r_m(T)`` with a learned per-PTM prior ``b`` ([M], the
+task-independent ranking), the Transformer head above as the task-dependent residual
+``r_m(T)``, and a gate ``g(T) in (0, 1]`` that falls back to the prior for a task far from
+the training distribution (:func:`residual_gate`: the mean over the task's classes of the
+distance from each psi class centre to its nearest training class centre, relative to a
+calibrated in-distribution scale; ``g = exp(-max(0, dist / scale - 1))``, so ``g = 1``
+within the training spread and decays beyond it).  The ``gate_refs`` reference centres
+and the scale are frozen parameters (``gate_ref`` [R, D_psi], ``gate_scale`` []) that
+training fills once from the training pool (:mod:`spider_jax.prior`) and never updates
+(gradient stopped here, optimizer update zeroed there).  During training,
+``residual_dropout`` of the tasks are scored by the prior alone (``g = 0``), so ``b`` on
+its own is trained to rank the training distribution; the residual is recorded as the
+``intermediates/residual`` collection for an optional L2 penalty.
+
+Ensembles (:class:`SpiderEnsemble`, issue 11 item 4): ``members`` independent scorers
+(different initialisations and dropout streams, same batches) as one ``nn.vmap`` over a
+leading parameter axis; the ensemble score is the mean over members of each member's
+per-task standardised scores (:func:`combine_members`); ``return_members=True`` gives the
+per-member scores ``[K, B, M]`` (seed mean +- sd).
+
 Why Flax linen: the scorer is a small, pure function of a parameter pytree; linen's
 ``init``/``apply`` keep ``train_step`` a plain jitted function of (params, opt_state,
 batch) that donates buffers, vmaps and shards with no module state to thread, and the
@@ -33,15 +54,61 @@ params are a plain dict that orbax checkpoints and restores directly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-__all__ = ["SpiderScorer", "make_scorer"]
+__all__ = ["SpiderScorer", "SpiderEnsemble", "make_scorer", "split_members", "residual_gate", "combine_members",
+           "is_frozen_param", "FROZEN_PARAMS"]
+
+FROZEN_PARAMS = ("gate_ref", "gate_scale")   # set from the training pool, never trained
 
 _NEG = -1e30
+
+
+def residual_gate(psi_centres, class_mask, ref, scale):
+    """How far in distribution each task is: ``g in (0, 1]`` per task (pure).
+
+    ``dist(T) = mean over real classes c of min_r ||psi_c - ref_r||``;
+    ``g = exp(-max(0, dist / scale - 1))``.
+
+    Args:
+      psi_centres: [B, C, D_psi]; class_mask: [B, C] bool.
+      ref: [R, D_psi] reference class centres of the training pool.
+      scale: [] the in-distribution distance (calibrated, see spider_jax.prior).
+
+    Returns:
+      [B] float32 gates.
+    """
+    hp = jax.lax.Precision.HIGHEST
+    psi = psi_centres.astype(jnp.float32)
+    ref = ref.astype(jnp.float32)
+    d2 = (jnp.sum(psi * psi, -1)[..., None] + jnp.sum(ref * ref, -1)[None, None, :]
+          - 2.0 * jnp.einsum("bcp,rp->bcr", psi, ref, precision=hp))
+    near = jnp.sqrt(jnp.maximum(jnp.min(d2, axis=-1), 0.0))                 # [B, C]
+    w = class_mask.astype(jnp.float32)
+    dist = jnp.sum(near * w, -1) / jnp.maximum(jnp.sum(w, -1), 1.0)
+    return jnp.exp(-jnp.maximum(dist / jnp.maximum(scale, 1e-12) - 1.0, 0.0))
+
+
+def combine_members(scores):
+    """Ensemble score from member scores ``[K, B, M]``: mean of per-task z-scores.
+
+    Each member's scores are standardised over the M PTMs of a task (ranking losses are
+    shift- and, in practice, scale-free, so members' raw scales differ); constant score
+    vectors standardise to zeros.
+    """
+    mu = jnp.mean(scores, axis=-1, keepdims=True)
+    sd = jnp.std(scores, axis=-1, keepdims=True)
+    return jnp.mean((scores - mu) / jnp.where(sd > 0, sd, 1.0), axis=0)
+
+
+def is_frozen_param(path) -> bool:
+    """True for a parameter path (tuple of keys) that training must not update."""
+    return any(getattr(k, "key", k) in FROZEN_PARAMS for k in path)
 
 
 class _QueryBlock(nn.Module):
@@ -100,6 +167,9 @@ class SpiderScorer(nn.Module):
       dropout, attn_dropout: output / attention dropout (release: 0.1 / 0.1).
       use_type_embeddings: add learned model/generic/specific type embeddings (paper).
       specific_replaces_generic: PTMs with specific tokens do not see the generic ones.
+      prior_residual: score = learned per-PTM prior + gate * task residual (module doc).
+      gate_refs: R reference class centres of the distance gate (0 = no gate, g = 1).
+      residual_dropout: training only: fraction of tasks scored by the prior alone.
     """
 
     model_dims: Sequence[int]
@@ -111,6 +181,9 @@ class SpiderScorer(nn.Module):
     attn_dropout: float = 0.1
     use_type_embeddings: bool = True
     specific_replaces_generic: bool = True
+    prior_residual: bool = False
+    gate_refs: int = 0
+    residual_dropout: float = 0.0
 
     @nn.compact
     def __call__(self, psi_centres, class_mask, specific_centres=None, specific_mask=None,
@@ -162,17 +235,90 @@ class SpiderScorer(nn.Module):
                             name=f"block{i}")(x, generic, gen_mask, specific, spec_mask,
                                               deterministic=deterministic)
         x = nn.LayerNorm(name="head_norm")(x)
-        return nn.Dense(1, name="head")(x)[..., 0]
+        out = nn.Dense(1, name="head")(x)[..., 0]
+        if not self.prior_residual:
+            return out
+        self.sow("intermediates", "residual", out)
+        prior = self.param("prior", nn.initializers.zeros, (m,))
+        gate = jnp.ones((b,), jnp.float32)
+        if self.gate_refs > 0:
+            ref = self.param("gate_ref", nn.initializers.zeros, (self.gate_refs,
+                                                                  psi_centres.shape[-1]))
+            scale = self.param("gate_scale", nn.initializers.ones, ())
+            gate = residual_gate(psi_centres, class_mask, jax.lax.stop_gradient(ref),
+                                 jax.lax.stop_gradient(scale))
+        if not deterministic and self.residual_dropout > 0:
+            keep = jax.random.bernoulli(self.make_rng("dropout"), 1.0 - self.residual_dropout,
+                                        (b,))
+            gate = gate * keep.astype(gate.dtype)
+        return prior[None, :] + gate[:, None] * out
+
+
+class SpiderEnsemble(SpiderScorer):
+    """``members`` independent :class:`SpiderScorer` s as one module (``nn.vmap``).
+
+    Parameters are the member scorer's with a leading ``[K]`` axis under ``"members"``;
+    inputs are shared.  Returns :func:`combine_members` of the member scores ``[B, M]``,
+    or with ``return_members=True`` the member scores ``[K, B, M]``.
+    """
+
+    members: int = 3
+
+    @nn.compact
+    def __call__(self, psi_centres, class_mask, specific_centres=None, specific_mask=None,
+                 *, deterministic: bool = True, return_members: bool = False):
+        if self.members < 1:
+            raise ValueError(f"ensemble.members must be >= 1, got {self.members}")
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(SpiderScorer)
+                  if f.name not in ("parent", "name")}
+        vm = nn.vmap(_Member, variable_axes={"params": 0, "intermediates": 0},
+                     split_rngs={"params": True, "dropout": True}, in_axes=None, out_axes=0,
+                     axis_size=self.members)
+        out = vm(**fields, name="members")(psi_centres, class_mask, specific_centres,
+                                           specific_mask, deterministic)
+        return out if return_members else combine_members(out)
+
+
+def split_members(model, params):
+    """(the member scorer, [params of each member]) of an ensemble; a single scorer:
+    (model, [params])."""
+    if not isinstance(model, SpiderEnsemble):
+        return model, [params]
+    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(SpiderScorer)
+              if f.name not in ("parent", "name")}
+    members = params["members"]
+    k = jax.tree.leaves(members)[0].shape[0]
+    return SpiderScorer(**fields), [jax.tree.map(lambda a, i=i: a[i], members) for i in range(k)]
+
+
+class _Member(SpiderScorer):
+    """SpiderScorer with ``deterministic`` positional (nn.vmap maps positional args)."""
+
+    def __call__(self, psi_centres, class_mask, specific_centres, specific_mask,
+                 deterministic):
+        return super().__call__(psi_centres, class_mask, specific_centres, specific_mask,
+                                deterministic=deterministic)
 
 
 def make_scorer(config, model_dims: Sequence[int]) -> SpiderScorer:
-    """Builds the scorer from ``config.model`` (an ml_collections ConfigDict)."""
+    """Builds the scorer from ``config.model`` (and ``config.ensemble``, when present).
+
+    Configs written before these switches existed (checkpoints' config.json) lack the
+    prior/residual and ensemble fields: they build the paper's single scorer.
+    """
     mc = config.model
-    return SpiderScorer(model_dims=tuple(int(x) for x in model_dims), d=mc.d,
-                        num_layers=mc.num_layers, num_heads=mc.num_heads, mlp_dim=mc.mlp_dim,
-                        dropout=mc.dropout, attn_dropout=mc.attn_dropout,
-                        use_type_embeddings=mc.use_type_embeddings,
-                        specific_replaces_generic=mc.specific_replaces_generic)
+    kwargs = dict(model_dims=tuple(int(x) for x in model_dims), d=mc.d,
+                  num_layers=mc.num_layers, num_heads=mc.num_heads, mlp_dim=mc.mlp_dim,
+                  dropout=mc.dropout, attn_dropout=mc.attn_dropout,
+                  use_type_embeddings=mc.use_type_embeddings,
+                  specific_replaces_generic=mc.specific_replaces_generic)
+    if mc.get("prior_residual", False):
+        kwargs.update(prior_residual=True, gate_refs=int(mc.get("gate_refs", 0)),
+                      residual_dropout=float(mc.get("residual_dropout", 0.0)))
+    members = int(config.get("ensemble", {}).get("members", 1))
+    if members < 1:
+        raise ValueError(f"ensemble.members must be >= 1, got {members}")
+    return SpiderEnsemble(members=members, **kwargs) if members > 1 else SpiderScorer(**kwargs)
 
 
 def init_params(model: SpiderScorer, zoo, num_classes: int, seed: int):

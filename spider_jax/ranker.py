@@ -31,7 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from spider_jax import inference
+from spider_jax import inference, methods
 from spider_jax import workdir as workdir_lib
 from spider_jax.fastpath import fast_flops_per_task, fast_scores, prepare_fast  # noqa: F401
 from spider_jax.inference import class_centres, order_from_scores  # noqa: F401
@@ -224,6 +224,7 @@ class Ranker:
         self.max_classes = int(max_classes)
         self.config = config
         p = self.variables["params"]
+        p = jax.tree.map(lambda a: a[0], p["members"]) if "members" in p else p  # one member
         if len(self.models) != len(self.dims):
             raise ValueError(f"{len(self.models)} model names for a scorer of "
                              f"{len(self.dims)} PTMs")
@@ -325,7 +326,8 @@ class Ranker:
 
     # -- ranking -----------------------------------------------------------------------
     def rank(self, task: Task, *, k: int = 0,
-             forward: Callable[[str], np.ndarray] | None = None) -> Ranking:
+             forward: Callable[[str], np.ndarray] | None = None, rerank: str = "paper",
+             metric: str = "logme") -> Ranking:
         """Ranks every PTM for ``task`` (Algorithm 2).
 
         Args:
@@ -334,12 +336,21 @@ class Ranker:
             their PTM-specific class centres.
           forward: ``forward(model_name) -> features [N, D_m]`` of that PTM on the task's
             labelled examples (same order as the labels); called for the top-k PTMs only.
+          rerank: "paper" (Algorithm 2: PTM-specific tokens) or "hybrid" (the top-k block
+            reordered by ``metric`` of those PTMs' features, :func:`spider_jax.inference.hybrid_merge`).
+          metric: the hybrid's forward-based metric (a feature-input method of
+            :mod:`spider_jax.methods`).
 
         Returns:
           A :class:`Ranking`.
         """
         if not 0 <= int(k) <= len(self.models):
             raise ValueError(f"k={k} must be in [0, {len(self.models)}] (the zoo size)")
+        if rerank not in ("paper", "hybrid"):
+            raise ValueError(f"rerank must be 'paper' or 'hybrid', got {rerank!r}")
+        if rerank == "hybrid" and methods.input_of(metric) != "features":
+            raise ValueError(f"the hybrid metric must read PTM features; {metric!r} reads "
+                             f"{methods.input_of(metric)}")
         centres, mask, cp = self._padded(task)
         coarse = self.scores_k0(centres, mask)[0]
         scores = coarse.copy()
@@ -351,10 +362,21 @@ class Ranker:
             if task.labels is None:
                 raise ValueError("k > 0 needs the task's labels (build it with "
                                  "Task.from_features), to form PTM-specific class centres")
-            if "specific_proj" not in self.variables["params"]:
+            p = self.variables["params"]
+            if rerank == "paper" and "specific_proj" not in p.get("members", p):
                 raise ValueError("this checkpoint has no PTM-specific projections (trained "
                                  "without specific tokens): only k = 0 is available")
             top = order_from_scores(coarse)[:k]
+            if rerank == "hybrid":
+                feats = [np.asarray(forward(self.models[i]), np.float32)
+                         if i in set(top.tolist()) else None for i in range(len(self.models))]
+                for i in top:
+                    self._check_features(self.models[i], feats[i], task)
+                scored = methods.score_zoo(metric, feats, task.labels, num_classes=cp)
+                reranked[top] = True
+                scores = np.asarray(inference.hybrid_merge(
+                    coarse[None], scored[None].astype(np.float32), reranked[None]))[0]
+                return Ranking(self.models, scores, coarse, reranked, int(k), task.name)
             specific = np.zeros((1, len(self.models), cp, max(self.dims)), np.float32)
             for i in top:
                 specific[0, i, :, :self.dims[i]] = self._specific_centres(
@@ -367,6 +389,12 @@ class Ranker:
         return Ranking(self.models, scores, coarse, reranked, int(k), task.name)
 
     def _specific_centres(self, name: str, feats: np.ndarray, task: Task, cp: int) -> np.ndarray:
+        feats = self._check_features(name, feats, task)
+        centres, _ = inference.centres_from_examples(feats.astype(np.float32), task.labels, cp)
+        return centres
+
+    def _check_features(self, name: str, feats: np.ndarray, task: Task) -> np.ndarray:
+        """``forward(name)``'s output, validated (ValueError naming the PTM)."""
         feats = np.asarray(feats)
         i = self.models.index(name)
         n = task.labels.shape[0]
@@ -378,17 +406,17 @@ class Ranker:
                              f"expects D_m = {self.dims[i]} for {name!r}")
         if not np.all(np.isfinite(feats)):
             raise ValueError(f"forward({name!r}) returned NaN or Inf features")
-        centres, _ = inference.centres_from_examples(feats.astype(np.float32), task.labels, cp)
-        return centres
+        return feats
 
     def rank_bank_dataset(self, bank: Any, dataset: str, *, k: int = 0,
-                          split: str = "train") -> Ranking:
-        """Ranks the zoo for a bank dataset; re-ranking reads the top-k features from it."""
+                          split: str = "train", **kwargs) -> Ranking:
+        """Ranks the zoo for a bank dataset; re-ranking reads the top-k features from it.
+        ``kwargs``: ``rerank`` / ``metric`` of :meth:`rank`."""
         models = bank.models_for(dataset)
         check_zoo(self.models, self.dims, models,
                   [bank.model_info(m)["dim"] for m in models])
         task = Task.from_bank(bank, dataset, split)
-        return self.rank(task, k=k,
+        return self.rank(task, k=k, **kwargs,
                          forward=lambda name: np.asarray(bank.features(name, dataset, split)))
 
 
@@ -396,7 +424,8 @@ def check_params(model: Any, variables: Mapping[str, Any], psi_dim: int) -> None
     """ValueError naming every parameter whose shape differs from what ``model`` builds."""
     m = len(model.model_dims)
     args = (np.zeros((1, 2, psi_dim), np.float32), np.ones((1, 2), bool))
-    if "specific_proj" in variables["params"]:
+    p = variables["params"]
+    if "specific_proj" in p.get("members", p):
         args += (np.zeros((1, m, 2, max(model.model_dims)), np.float32), np.zeros((1, m), bool))
     want = jax.eval_shape(functools.partial(model.init, deterministic=True),
                           jax.random.PRNGKey(0), *args)["params"]

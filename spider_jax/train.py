@@ -42,9 +42,9 @@ import orbax.checkpoint as ocp
 from absl import app, flags, logging
 from tqdm import tqdm
 
-from spider_jax import evaluation, inference, label, losses, methods, parallel
+from spider_jax import evaluation, inference, label, losses, methods, parallel, prior, probe
 from spider_jax import workdir as workdir_lib
-from spider_jax.model import SpiderScorer, init_params, make_scorer
+from spider_jax.model import SpiderEnsemble, SpiderScorer, init_params, make_scorer, split_members
 from spider_jax.sampler import Zoo
 from spider_jax.workdir import load_trained  # noqa: F401  (re-exported: train.load_trained)
 
@@ -63,24 +63,41 @@ def make_optimizer(config, total_steps: int) -> tuple[optax.GradientTransformati
            else optax.adam(schedule))
     if o.grad_clip > 0:
         opt = optax.chain(optax.clip_by_global_norm(o.grad_clip), opt)
+    if prior.uses_gate(config):      # the gate's calibrated reference is never trained
+        opt = optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()},
+                                    prior.param_labels)
     return opt, schedule
 
 
 def make_train_step(model: SpiderScorer, tx: optax.GradientTransformation, loss_name: str,
-                    mesh: jax.sharding.Mesh | None = None, state_shardings=None):
+                    mesh: jax.sharding.Mesh | None = None, state_shardings=None,
+                    residual_l2: float = 0.0):
     """A pure ``train_step(state, batch, base_rng) -> (state, metrics)`` (jitted, donating).
 
     With ``mesh`` (and the state's ``state_shardings``), the step is jitted with explicit
     shardings: state as given (replicated), every batch leaf split on ``data`` along its
     leading axis, rng and metrics replicated.  The loss is a mean over the global batch,
-    so XLA inserts the gradient all-reduce over ``data``.
+    so XLA inserts the gradient all-reduce over ``data``.  An ensemble's loss is the mean
+    of its members' losses (each member's gradient is its own loss's, scaled by 1/K);
+    ``residual_l2`` adds ``residual_l2 * mean(r^2)`` of a prior + residual scorer.
     """
+    ensemble = isinstance(model, SpiderEnsemble)
 
     def loss_fn(params, batch, rng):
-        scores = model.apply({"params": params}, batch["psi_centres"], batch["class_mask"],
-                             batch["specific_centres"], batch["specific_mask"],
-                             deterministic=False, rngs={"dropout": rng})
-        return losses.ranking_loss(loss_name, scores, batch["targets"], batch["model_mask"])
+        kwargs = {"return_members": True} if ensemble else {}
+        scores, inter = model.apply({"params": params}, batch["psi_centres"],
+                                    batch["class_mask"], batch["specific_centres"],
+                                    batch["specific_mask"], deterministic=False,
+                                    rngs={"dropout": rng}, mutable=["intermediates"], **kwargs)
+        targets, mask = batch["targets"], batch["model_mask"]
+        if ensemble:
+            targets = jnp.broadcast_to(targets[None], scores.shape)
+            mask = jnp.broadcast_to(mask[None], scores.shape)
+        loss = losses.ranking_loss(loss_name, scores, targets, mask)
+        if residual_l2 > 0:
+            res = jax.tree.leaves(inter)
+            loss = loss + residual_l2 * sum(jnp.mean(jnp.square(r)) for r in res) / len(res)
+        return loss
 
     def train_step(state, batch, base_rng):
         rng = jax.random.fold_in(base_rng, state["step"])
@@ -140,7 +157,7 @@ def make_batch(labels: dict, step: int, config, num_models: int,
             "class_mask": labels["class_mask"][idx],
             "specific_centres": labels["specific_centres"][idx].astype(np.float32),
             "specific_mask": spec_mask,
-            "targets": labels["rank_labels"][idx].astype(np.float32),
+            "targets": labels.get("targets", labels["rank_labels"])[idx].astype(np.float32),
             "model_mask": np.ones((n, num_models), bool)}
 
 
@@ -152,35 +169,70 @@ def downstream_on_device(downstream: dict, mesh: jax.sharding.Mesh | None = None
             for k in ("psi_centres", "class_mask", "specific_centres")}
 
 
-def evaluate(model, params, downstream: dict, zoo: Zoo, ks=(0, 3), tasks: dict | None = None
-             ) -> dict:
+def evaluate(model, params, downstream: dict, zoo: Zoo, ks=(0, 3), tasks: dict | None = None,
+             hybrid_metric: str = "", members: bool = True) -> dict:
     """tau_w per downstream dataset for the scorer (each k), RankAgg and single metrics.
 
     The scorer runs on device (``params`` where they live, ``tasks`` from
     :func:`downstream_on_device`); only its [T, M] scores come back to the host.  The
     reference is the bank's groundtruth where present, else the RankAgg labels of that
-    task (then the RankAgg column is 1 by construction).
+    task (then the RankAgg column is 1 by construction).  ``hybrid_metric``: also a
+    ``hybrid_k{k}`` column per k > 0 (``inference.hybrid_merge`` with that metric of the
+    top-k PTMs, from the downstream labels' metric scores).  With ``members``, an
+    ensemble also gets ``spider_k{k}_member{i}`` columns (each member alone) and
+    ``"members"``: {``spider_k{k}``: (mean, sd) over members of their mean tau_w}.
     """
     names = downstream["datasets"]
     truth = np.where(np.isnan(downstream["truth"]).any(1, keepdims=True),
                      downstream["rank_labels"], downstream["truth"])
     tasks = downstream_on_device(downstream) if tasks is None else tasks
-    preds = jax.device_get({k: inference.rerank_scores(
-        model, {"params": params}, tasks["psi_centres"], tasks["class_mask"],
-        tasks["specific_centres"], k=min(int(k), zoo.num_models)) for k in ks})
+    ks = [min(int(k), zoo.num_models) for k in ks]
+    metric = None
+    if hybrid_metric and any(k > 0 for k in ks):
+        metric = jax.device_put(downstream_metric(downstream, hybrid_metric).astype(np.float32),
+                                tasks["psi_centres"].sharding)
+
+    def run(m, p, **kw):
+        return {k: inference.rerank_scores(m, {"params": p}, tasks["psi_centres"],
+                                           tasks["class_mask"], tasks["specific_centres"],
+                                           k=k, **kw) for k in ks}
+
+    preds = {f"spider_k{k}": v for k, v in run(model, params).items()}
+    if metric is not None:
+        preds.update({f"hybrid_k{k}": v for k, v in run(model, params, metric=metric).items()
+                      if k > 0})
+    if members and isinstance(model, SpiderEnsemble):
+        single, member_params = split_members(model, params)
+        for i, p in enumerate(member_params):
+            preds.update({f"spider_k{k}_member{i}": v for k, v in run(single, p).items()})
+    preds = jax.device_get(preds)
     cols: dict[str, list[float]] = {}
-    for k in ks:
-        cols[f"spider_k{k}"] = [evaluation.weighted_tau(truth[i], preds[k][i])
-                                for i in range(len(names))]
+    for name, pred in preds.items():
+        cols[name] = [evaluation.weighted_tau(truth[i], pred[i]) for i in range(len(names))]
     cols["rankagg"] = [evaluation.weighted_tau(truth[i], downstream["rank_labels"][i])
                        for i in range(len(names))]
     for a, name in enumerate(methods.RANKAGG_METHODS):
         s = downstream["metric_scores"][:, a]
         if not np.isnan(s).any():
             cols[name] = [evaluation.weighted_tau(truth[i], s[i]) for i in range(len(names))]
-    return {"datasets": list(names), "columns": cols,
+    spread = {}
+    for k in ks:     # seed mean +- sd of the members' mean tau_w
+        per = [np.mean(v) for c, v in cols.items() if c.startswith(f"spider_k{k}_member")]
+        if per:
+            spread[f"spider_k{k}"] = (float(np.mean(per)), float(np.std(per, ddof=1)))
+    return {"datasets": list(names), "columns": cols, "members": spread,
             "truth_source": ["groundtruth" if not np.isnan(downstream["truth"][i]).any()
                              else "rankagg" for i in range(len(names))]}
+
+
+def downstream_metric(downstream: dict, name: str) -> np.ndarray:
+    """[T, M] scores of one metric from the downstream labels (ValueError if absent)."""
+    names = methods.RANKAGG_METHODS
+    if name not in names or np.isnan(downstream["metric_scores"][:, names.index(name)]).any():
+        raise ValueError(f"eval.hybrid_metric={name!r}: training evaluation has the downstream "
+                         f"scores of {names} (where every PTM has the input); "
+                         f"set eval.hybrid_metric to one of them or ''")
+    return downstream["metric_scores"][:, names.index(name)]
 
 
 def format_table(result: dict, title: str) -> str:
@@ -188,7 +240,7 @@ def format_table(result: dict, title: str) -> str:
     cols = result["columns"]
     singles = [c for c in cols if c in methods.RANKAGG_METHODS]
     best = max(singles, key=lambda c: np.mean(cols[c])) if singles else None
-    names = list(cols)
+    names = [c for c in cols if "_member" not in c]     # members: summarised below
     width = max([len(d) for d in result["datasets"]] + [8])
     head = f"{'dataset':<{width}} " + " ".join(f"{n + ('*' if n == best else ''):>10}" for n in names)
     lines = [title, head, "-" * len(head)]
@@ -198,6 +250,9 @@ def format_table(result: dict, title: str) -> str:
     if best:
         lines.append(f"* best single metric by mean tau_w: {best}; reference: "
                      + ", ".join(sorted(set(result["truth_source"]))))
+    for c, (mu, sd) in result.get("members", {}).items():
+        lines.append(f"{c}: ensemble members alone, mean tau_w {mu:.3f} +- {sd:.3f} (sd over "
+                     f"members)")
     return "\n".join(lines)
 
 
@@ -243,6 +298,7 @@ def train_one(config, workdir: str, bank, modality: str, cache: str,
         os.makedirs(workdir, exist_ok=True)
     labels = label.label_tasks(bank, config, modality=modality, cache_dir=cache, mesh=mesh,
                                progress=main)
+    labels["targets"] = probe.supervision_targets(labels, config)
     downstream = label.label_downstream(bank, config, modality=modality, cache_dir=cache)
     _, zoo = label.zoo_for(bank, modality)
     model = make_scorer(config, zoo.dims)
@@ -259,16 +315,24 @@ def train_one(config, workdir: str, bank, modality: str, cache: str,
             state=ocp.args.StandardRestore(parallel.with_shardings(state, state_sh))))
         state = restored["state"]
         logging.info("resumed %s from step %d", workdir, int(state["step"]))
+    elif prior.uses_gate(config):        # fresh: calibrate the gate on the training pool
+        ref, scale = prior.gate_reference(
+            label.zoo_for(bank, modality)[0], num_refs=int(config.model.gate_refs),
+            quantile=float(config.model.gate_quantile), seed=config.seed)
+        state = {**state, "params": prior.with_gate(state["params"], ref, scale)}
     start = int(jax.device_get(state["step"]))
-    train_step = make_train_step(model, tx, config.train.loss, mesh, state_sh)
+    train_step = make_train_step(model, tx, config.train.loss, mesh, state_sh,
+                                 float(config.model.get("residual_l2", 0.0)))
     rows = parallel.host_slice(b)
     base_rng = jax.random.PRNGKey(config.seed + 1)
     writer = _summary_writer(workdir)
     history, evals = [], []
     ks = tuple(int(k) for k in config.eval.rerank_k)
+    hybrid_metric = str(config.eval.get("hybrid_metric", ""))
     tasks = downstream_on_device(downstream, mesh) if downstream else None
     if downstream and start == 0:      # the untrained scorer, for reference
-        res = evaluate(model, state["params"], downstream, zoo, ks, tasks)
+        res = evaluate(model, state["params"], downstream, zoo, ks, tasks, hybrid_metric,
+                       members=False)
         evals.append({"step": 0, **{k: float(np.mean(v)) for k, v in res["columns"].items()}})
     # The loss stays on device: a non-finite one is carried (first step, value) and read
     # only when the host looks anyway (log, eval, checkpoint), before any checkpoint.
@@ -298,7 +362,8 @@ def train_one(config, workdir: str, bank, modality: str, cache: str,
                 bar.set_postfix(loss=f"{row['loss']:.4f}")
                 _log(writer, done, {f"train/{k}": v for k, v in row.items() if k != "step"})
             if eval_now:
-                res = evaluate(model, state["params"], downstream, zoo, ks, tasks)
+                res = evaluate(model, state["params"], downstream, zoo, ks, tasks, hybrid_metric,
+                               members=False)
                 evals.append({"step": done, **{k: float(np.mean(v)) for k, v in res["columns"].items()}})
                 _log(writer, done, {f"eval/tau_w_{k}": float(np.mean(v))
                                     for k, v in res["columns"].items()})
@@ -316,7 +381,7 @@ def train_one(config, workdir: str, bank, modality: str, cache: str,
                "hscore": labels["meta"]["hscore"],
                "copeland_methods": labels["meta"]["copeland_methods"]}
     if downstream:
-        res = evaluate(model, state["params"], downstream, zoo, ks, tasks)
+        res = evaluate(model, state["params"], downstream, zoo, ks, tasks, hybrid_metric)
         summary["final"] = res
         summary["table"] = format_table(
             res, f"tau_w per downstream dataset ({modality} zoo, {zoo.num_models} PTMs)")

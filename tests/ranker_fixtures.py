@@ -27,9 +27,14 @@ def random_variables(model, psi_dim: int, seed: int = 0, scale: float = 0.3):
 
 
 def make_ranker(dims=DIMS, names=NAMES, psi_dim=PSI_DIM, max_classes=MAX_CLASSES, d=16,
-                num_heads=1, mlp_dim=0, seed=0, use_type_embeddings=True):
-    model = model_lib.SpiderScorer(model_dims=tuple(dims), d=d, num_heads=num_heads,
-                                   mlp_dim=mlp_dim, dropout=0.0, attn_dropout=0.0,
-                                   use_type_embeddings=use_type_embeddings)
+                num_heads=1, mlp_dim=0, seed=0, use_type_embeddings=True, members=1,
+                **extra):
+    """A Ranker of a random scorer; ``members > 1`` an ensemble; ``extra``: more scorer
+    fields (e.g. prior_residual=True, gate_refs=R)."""
+    kwargs = dict(model_dims=tuple(dims), d=d, num_heads=num_heads, mlp_dim=mlp_dim,
+                  dropout=0.0, attn_dropout=0.0, use_type_embeddings=use_type_embeddings,
+                  **extra)
+    model = (model_lib.SpiderEnsemble(members=members, **kwargs) if members > 1
+             else model_lib.SpiderScorer(**kwargs))
     variables = random_variables(model, psi_dim, seed)
     return ranker_lib.Ranker(model, variables, list(names), max_classes=max_classes)

@@ -88,6 +88,7 @@ def test_task_tokens_matter_and_no_loop_over_models(scorer):
     out2 = _apply(model, params, psi + 1.0, cmask)
     assert not np.allclose(out, out2)
     # One jitted call for all M PTMs; a second task batch reuses the compilation.
+    chex.clear_trace_counter()     # chex keys traces by source: the parametrisations share it
     f = jax.jit(chex.assert_max_traces(lambda p, x, c: model.apply({"params": p}, x, c), n=1))
     f(params, psi, cmask)
     f(params, psi * 2, cmask)            # a retrace would raise

@@ -225,3 +225,65 @@ def test_smoke_trained_workdir_end_to_end(tmp_path):
         json.dump(cfg, fh)
     with pytest.raises(ValueError, match="another config"):
         ranker_lib.Ranker.from_workdir(workdir)
+
+
+@pytest.mark.parametrize("members,gate_refs", [(1, 0), (1, 6), (3, 6)])
+def test_fast_path_equals_model_apply_prior_residual(members, gate_refs):
+    """Prior + gated residual and ensembles: the folded k = 0 path is still model.apply."""
+    r = make_ranker(members=members, prior_residual=True, gate_refs=gate_refs,
+                    residual_dropout=0.5)
+    variables = r.variables
+    rng = np.random.default_rng(3)
+    if gate_refs:       # a scale at which some tasks are gated and some are not
+        p = dict(variables["params"])
+        target = dict(p["members"]) if members > 1 else p
+        target["gate_scale"] = np.full(np.shape(target["gate_scale"]), 3.5, np.float32)
+        if members > 1:
+            p["members"] = target
+        variables = {"params": p}
+    r = ranker_lib.Ranker(r.model, variables, list(NAMES), max_classes=MAX_CLASSES)
+    fast = ranker_lib.prepare_fast(r.variables, r.model)
+    centres = rng.normal(size=(6, 5, PSI_DIM)).astype(np.float32) \
+        * np.array([0.1, 0.5, 1.0, 2.0, 4.0, 8.0], np.float32)[:, None, None]
+    mask = np.ones((6, 5), bool)
+    mask[2, 3:] = False
+    ref = np.asarray(r.model.apply(r.variables, centres, mask))
+    got = np.asarray(jax.jit(ranker_lib.fast_scores)(fast, centres, mask))
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    if gate_refs and members == 1:   # the gate is neither all-on nor all-off on these tasks
+        g = np.asarray(model_lib.residual_gate(centres, mask, r.variables["params"]["gate_ref"],
+                                               r.variables["params"]["gate_scale"]))
+        assert g.max() == 1.0 and g.min() < 0.5
+    assert ranker_lib.fast_flops_per_task(fast, 5) > 0
+
+
+def test_hybrid_rerank_reorders_topk_by_the_metric(ranker):
+    """Hybrid (issue 11 item 5): only the top-k run forward; their order = their LogME's."""
+    from spider_jax import metrics
+
+    rng = np.random.default_rng(8)
+    feats, labels = _task(rng, n=60, num_classes=3)
+    ptm_feats = {n: rng.normal(size=(len(labels), d)) + (labels[:, None] == 0) * i
+                 for i, (n, d) in enumerate(zip(NAMES, DIMS))}
+    calls = []
+
+    def forward(name):
+        calls.append(name)
+        return ptm_feats[name]
+
+    task = ranker_lib.Task.from_features(feats, labels)
+    coarse = ranker.rank(task)
+    k = 3
+    res = ranker.rank(task, k=k, forward=forward, rerank="hybrid")
+    top = list(coarse.order[:k])
+    assert sorted(calls) == sorted(NAMES[i] for i in top)
+    logme = {i: float(metrics.logme(ptm_feats[NAMES[i]].astype(np.float32), labels,
+                                    num_classes=3)) for i in top}
+    want = sorted(top, key=lambda i: -logme[i]) + list(coarse.order[k:])
+    assert list(res.order) == want
+    np.testing.assert_array_equal(res.coarse_scores, coarse.scores)
+    assert res.reranked.tolist() == [i in top for i in range(len(NAMES))]
+    with pytest.raises(ValueError, match="rerank"):
+        ranker.rank(task, k=k, forward=forward, rerank="nope")
+    with pytest.raises(ValueError, match="features"):
+        ranker.rank(task, k=k, forward=forward, rerank="hybrid", metric="leep")

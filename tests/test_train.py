@@ -126,3 +126,39 @@ def test_training_and_labelling_loops_make_no_implicit_transfer(tmp_path):
         s = train.train_and_evaluate(config, str(tmp_path / "wd"))["image"]
     assert [h["step"] for h in s["history"]] == [3, 6]
     assert np.isfinite([h["loss"] for h in s["history"]]).all()
+
+
+def test_issue11_switches_end_to_end(tmp_path):
+    """Probe + RankAgg supervision, prior + gated residual, a 3-member ensemble and the hybrid
+    re-ranking train, evaluate, checkpoint and restore into a Ranker whose folded k = 0 path
+    equals model.apply (the loops under ``transfer_guard("disallow")``)."""
+    from spider_jax import ranker as ranker_lib
+
+    config = tiny_config()
+    config.train.num_steps = 6
+    config.train.checkpoint_every = 6
+    config.train.eval_every = 6
+    config.model.prior_residual = True
+    config.model.residual_l2 = 0.01
+    config.ensemble.members = 3
+    config.label.supervision = "both"
+    config.eval.rerank_k = (0, 3)
+    workdir = str(tmp_path / "w")
+    with jax.transfer_guard("disallow"):       # the switches add no implicit transfer either
+        summary = train.train_and_evaluate(config, workdir)["image"]
+    assert all(np.isfinite(h["loss"]) for h in summary["history"])
+    final = summary["final"]
+    assert {"spider_k0", "spider_k3", "hybrid_k3", "spider_k0_member2"} <= set(final["columns"])
+    assert len(final["members"]["spider_k0"]) == 2
+    cache = os.path.join(workdir, "labels")
+    assert os.path.exists(os.path.join(cache, "probe_meta.json"))
+    assert os.path.exists(os.path.join(cache, "probe_0000000.npz"))
+    gate = summary["params"]["members"]["gate_scale"]
+    assert float(gate[0]) != 1.0 and np.all(np.asarray(gate) == gate[0])   # calibrated, frozen
+    r = ranker_lib.Ranker.from_workdir(workdir)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 4, r.psi_dim)).astype(np.float32)
+    mask = np.ones((3, 4), bool)
+    np.testing.assert_allclose(r.scores_k0(centres, mask),
+                               np.asarray(r.model.apply(r.variables, centres, mask)),
+                               rtol=1e-5, atol=1e-5)

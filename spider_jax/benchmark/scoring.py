@@ -104,6 +104,11 @@ class _TaskRunner:
         self.costs = costs
         self.psi_name = bank.psi_info(modality)["name"]
         self.ks = tuple(ks)
+        # Hybrid re-ranking rows (hybrid_k{k}, issue 11 item 5): the training config's
+        # eval.hybrid_metric ("" or absent: none).
+        cfg = getattr(ranker, "config", None)
+        self.hybrid_metric = str(cfg.get("eval", {}).get("hybrid_metric", "")) \
+            if cfg is not None else ""
         self._scorer_bytes: dict = {}
         self._warm: set = set()
 
@@ -178,8 +183,9 @@ class _TaskRunner:
             self._scorer_bytes[cp] = methods._memory_bytes(compiled)
         return self._scorer_bytes[cp] / 2 ** 20
 
-    def spider(self, ds: str, rows, k: int) -> tuple[np.ndarray, dict]:
-        """Model Spider scores [M] and cost stats (psi centres + scorer, warm)."""
+    def spider(self, ds: str, rows, k: int, rerank: str = "paper") -> tuple[np.ndarray, dict]:
+        """Model Spider scores [M] and cost stats (psi centres + scorer, warm); ``rerank``
+        "hybrid": the top-k block reordered by ``self.hybrid_metric`` (Ranker.rank)."""
         psi = np.asarray(self.bank.psi(ds), np.float32)
         labels = np.asarray(self.bank.labels(ds))
         if rows is not None:
@@ -191,9 +197,10 @@ class _TaskRunner:
 
         def run():
             task = Task.from_features(psi, labels, name=ds)
-            return self.ranker.rank(task, k=k, forward=forward if k else None)
+            extra = {"rerank": rerank, "metric": self.hybrid_metric} if rerank != "paper" else {}
+            return self.ranker.rank(task, k=k, forward=forward if k else None, **extra)
 
-        key = (ds, k, None if rows is None else len(rows))
+        key = (ds, k, rerank, None if rows is None else len(rows))
         if key not in self._warm:
             t0 = time.perf_counter()
             run()
@@ -248,6 +255,9 @@ class _TaskRunner:
         for k in spiders:
             pred, stats = self.spider(ds, rows, k)
             add(f"spider_k{k}", pred, stats, [self.psi_name] + stats["ptms"], "spider")
+            if self.hybrid_metric and k > 0:
+                pred, stats = self.spider(ds, rows, k, rerank="hybrid")
+                add(f"hybrid_k{k}", pred, stats, [self.psi_name] + stats["ptms"], "spider")
         return results
 
 
