@@ -41,5 +41,6 @@ def get_config():
         train_steps=1500,
         select_every=150,
         num_boot=2000,            # bootstrap resamples for the 95% CIs
+        refit=True,               # retrain at the chosen step on all non-held-out tasks
     )
     return config

@@ -60,8 +60,18 @@ RULE = ("No leakage (nested leave-one-group-out): for held-out group g the score
         "order) is carved out of the training groups; the scorer is trained on pool tasks "
         "touching neither g nor v, and its checkpoint (training step, every "
         "{every} steps up to {steps}) is the one with the best mean k=0 tau_w on v's "
-        "evaluation tasks. That scorer is evaluated on g. The zoo prior uses only the "
+        "evaluation tasks. {refit}The zoo prior uses only the "
         "ground truth of the training groups. No choice reads a held-out score.")
+
+def rule_text(config) -> str:
+    """:data:`RULE` for this config (printed in the report)."""
+    lcfg = config.logo
+    refit = ("The fold's scorer is then retrained with the same schedule on every pool task "
+             "that touches no dataset of g (v included) and stopped at the chosen step; that "
+             "scorer is evaluated on g. " if lcfg.refit else
+             "That scorer is evaluated on g. ")
+    return RULE.format(every=lcfg.select_every, steps=lcfg.train_steps, refit=refit)
+
 
 # Ablations of the LOGO benchmark: name -> config overrides (dotted keys), each a full
 # fold loop (Model Spider rows only) in WORKDIR/ablation/<name>, reusing the evaluation
@@ -325,7 +335,9 @@ def fold_plan(all_groups, touched: list[frozenset]) -> list[dict]:
 
 def pool_size(bank, modality: str, config) -> tuple[int, list[frozenset]]:
     """Smallest pool (a multiple of the label chunk) giving every fold
-    ``logo.min_train_tasks`` training tasks, at most ``logo.max_pool``."""
+    ``logo.min_train_tasks`` tasks that touch no held-out dataset (with ``logo.refit``
+    the fold's final scorer trains on them; else on those also avoiding the validation
+    group), at most ``logo.max_pool``."""
     lcfg, chunk = config.logo, int(config.label.chunk_size)
     cap = int(lcfg.max_pool)
     touched = pool_groups(bank, modality, config, cap)
@@ -335,7 +347,7 @@ def pool_size(bank, modality: str, config) -> tuple[int, list[frozenset]]:
     vals = {g: validation_group(g, gs) for g in gs}
     for i, t in enumerate(touched):
         for g in gs:
-            if g not in t and (vals[g] is None or vals[g] not in t):
+            if g not in t and (lcfg.refit or vals[g] is None or vals[g] not in t):
                 counts[g] += 1
         if (i + 1) % chunk == 0 and min(counts.values()) >= need:
             return i + 1, touched[:i + 1]
@@ -394,10 +406,13 @@ def _tau(truth, pred) -> float:
     return float(evaluation.weighted_tau(t, p))
 
 
-def train_fold(config, pool: dict, rows, zoo, ev: dict, val_idx, *, log=print) -> dict:
+def train_fold(config, pool: dict, rows, zoo, ev: dict, val_idx, *, stop_at: int = 0,
+               log=print) -> dict:
     """Trains one scorer on pool ``rows``; picks the step by k=0 tau_w on ``val_idx``.
 
-    Returns {"params" (host numpy, best step), "step", "curve" [(step, val tau_w)]}.
+    The schedule is always that of ``logo.train_steps`` steps; ``stop_at`` > 0 stops
+    there and keeps that step (a refit at a step chosen before).
+    Returns {"params" (host numpy, best step), "step", "curve" [(step, val tau_w, loss)]}.
     """
     import jax
 
@@ -420,10 +435,16 @@ def train_fold(config, pool: dict, rows, zoo, ev: dict, val_idx, *, log=print) -
     best, curve = None, []
     if len(labels["rank_labels"]) < b:
         raise ValueError(f"only {len(labels['rank_labels'])} training tasks for this fold")
-    for step in range(total):
+    for step in range(stop_at or total):
         batch = train.make_batch(labels, step, config, zoo.num_models)
         state, m = step_fn(state, parallel.host_to_global(batch, mesh), rng)
         done = step + 1
+        if done == stop_at:
+            loss = float(m["loss"])
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"loss {loss} at step {done}")
+            return {"params": jax.tree.map(np.asarray, state["params"]), "step": done,
+                    "curve": [(done, float("nan"), loss)], "model": model}
         if done % every == 0 or done == total:
             loss = float(m["loss"])
             if not np.isfinite(loss):
@@ -470,19 +491,26 @@ def run_folds(config, bank, modality: str, ev: dict, pool: dict, touched, fold_d
         test_idx = [i for i, t in enumerate(ev["tasks"]) if t.group == g]
         val_idx = [i for i, t in enumerate(ev["tasks"]) if t.group == v]
         res = train_fold(config, pool, fold["train"], zoo, ev, val_idx, log=log)
+        curve = res["curve"]
+        if config.logo.refit and v is not None:
+            # the chosen step, retrained on every task that touches no held-out dataset
+            res = train_fold(config, pool, fold["outer"], zoo, ev, [], stop_at=res["step"],
+                             log=log)
         batch = _eval_batch(ev, test_idx)
         k3 = min(3, zoo.num_models)
         scores = {"spider_k0": train.rerank_scores(res["model"], res["params"], batch, 0),
                   f"spider_k{k3}": train.rerank_scores(res["model"], res["params"], batch, k3)}
-        rec = {"held_out": g, "validation": v, "step": res["step"], "curve": res["curve"],
-               "num_train_tasks": len(fold["train"]), "num_outer_tasks": len(fold["outer"]),
+        rec = {"held_out": g, "validation": v, "step": res["step"], "curve": curve,
+               "refit": bool(config.logo.refit and v is not None),
+               "num_train_tasks": len(fold["outer"] if config.logo.refit else fold["train"]),
+               "num_inner_tasks": len(fold["train"]), "num_outer_tasks": len(fold["outer"]),
                "test_tasks": [ev["tasks"][i].name for i in test_idx],
                "scores": {k: np.asarray(s).tolist() for k, s in scores.items()},
                "seconds": time.time() - t0}
         data = flax.serialization.to_bytes(res["params"])
         bank_lib.atomic_write(ppath, lambda f: f.write(data))
         _save_json(jpath, rec)
-        log(f"[{modality}] fold {g} (val {v}): {len(fold['train'])} training tasks, step "
+        log(f"[{modality}] fold {g} (val {v}): {rec['num_train_tasks']} training tasks, step "
             f"{res['step']} chosen on {v}, {len(test_idx)} held-out tasks, {rec['seconds']:.0f} s")
         records.append(rec)
     return records
@@ -516,8 +544,11 @@ def hierarchical_bootstrap(values: np.ndarray, datasets, *, num_boot: int = 2000
     live = np.arange(n_max)[None, None, :] < n_of[..., None]
     got = table[:, pick[..., None], task]                                  # [K, B, D, n_max]
     got = np.where(live[None], got, np.nan)
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(got.reshape(values.shape[0], num_boot, -1), axis=2)
+    got = got.reshape(values.shape[0], num_boot, -1)
+    count = np.isfinite(got).sum(axis=2)
+    total = np.where(np.isfinite(got), got, 0.0).sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def _ci(boot: np.ndarray) -> tuple[float, float]:
@@ -781,7 +812,7 @@ def format_markdown(summary: dict, rows: list[dict], evals: dict, folds: dict, *
           "top-ranked PTM (points); top-3 hit: a best PTM is among the top 3. 95% CIs: "
           f"bootstrap ({lcfg.num_boot} resamples) over datasets, then tasks within them; "
           "differences use the same (paired) resamples.", "",
-          "**Selection rule.** " + RULE.format(every=lcfg.select_every, steps=lcfg.train_steps),
+          "**Selection rule.** " + rule_text(config),
           "",
           "Static baselines that never look at the task: `zoo_prior` (each PTM's mean "
           "ground-truth accuracy over the evaluation tasks of the fold's training groups) and "
@@ -837,11 +868,12 @@ def format_markdown(summary: dict, rows: list[dict], evals: dict, folds: dict, *
             if f"logo_{mod}" in os.path.basename(f):
                 md += [f"![{os.path.basename(f)}](figures/{os.path.basename(f)})", ""]
         md += ["### Folds", "",
-               "| held-out group | validation group | pool tasks touching neither | chosen step "
-               "(val k=0 tau_w) | held-out tasks |", "|---|---|---|---|---|"]
+               "| held-out group | validation group | training tasks (inner: also without v) | "
+               "chosen step (val k=0 tau_w) | held-out tasks |", "|---|---|---|---|---|"]
         for r in recs:
             best = max(r["curve"], key=lambda c: c[1])
-            md.append(f"| {r['held_out']} | {r['validation']} | {r['num_train_tasks']} | "
+            md.append(f"| {r['held_out']} | {r['validation']} | {r['num_train_tasks']} "
+                      f"({r['num_inner_tasks']}) | "
                       f"{r['step']} ({_f(best[1])}) | {len(r['test_tasks'])} |")
         md.append("")
         if ev["notes"]:
