@@ -467,15 +467,16 @@ def _fold_paths(fold_dir: str, group: str) -> tuple[str, str]:
 
 
 def run_folds(config, bank, modality: str, ev: dict, pool: dict, touched, fold_dir: str, *,
-              deadline=None, log=print) -> list[dict]:
-    """Every fold of one modality (resumable: one JSON + params file per finished fold)."""
+              deadline=None, only=None, log=print) -> list[dict]:
+    """Every fold of one modality (resumable: one JSON + params file per finished fold);
+    ``only``: just these held-out groups."""
     import flax.serialization
 
     from spider_jax import train
 
     _, zoo = label.zoo_for(bank, modality)
     gs = sorted({t.group for t in ev["tasks"]})
-    plan = fold_plan(gs, touched)
+    plan = [f for f in fold_plan(gs, touched) if only is None or f["held_out"] in only]
     os.makedirs(fold_dir, exist_ok=True)
     records = []
     for fold in plan:
