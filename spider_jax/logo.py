@@ -47,8 +47,8 @@ import zlib
 
 import numpy as np
 
-from spider_jax import bank as bank_lib
-from spider_jax import evaluation, groundtruth, label, methods, rankagg
+from spider_jax import atomic, evaluation, groundtruth, label, methods, rankagg
+from spider_jax import workdir as workdir_lib
 from spider_jax.sampler import TaskSampler, TaskSpec
 
 __all__ = ["RULE", "dataset_groups", "EvalTask", "eval_tasks", "label_eval", "pool_groups",
@@ -98,12 +98,11 @@ def _hash(obj) -> str:
 
 
 def _save_json(path: str, obj) -> None:
-    data = json.dumps(obj, indent=1, default=float).encode()
-    bank_lib.atomic_write(path, lambda f: f.write(data))
+    atomic.write_json(path, obj, indent=1, default=float)
 
 
 def _save_npz(path: str, arrays: dict) -> None:
-    bank_lib.atomic_write(path, lambda f: np.savez(f, **arrays))
+    atomic.write_npz(path, arrays)
 
 
 def _load_npz(path: str) -> dict:
@@ -193,7 +192,7 @@ def _buckets(tasks, lcfg) -> tuple[dict, dict]:
 
 
 def _hscore_name(rule: str, n: int, max_dim: int) -> str:
-    return "regularized_hscore" if label.hscore_variant(rule, n, max_dim) == "regularized" \
+    return "regularized_hscore" if methods.hscore_variant(rule, n, max_dim) == "regularized" \
         else "hscore"
 
 
@@ -362,7 +361,7 @@ def label_pool(bank, modality: str, config, cache_root: str, *, deadline=None,
     cfg = pool_config(config)
     sub, zoo = label.zoo_for(bank, modality)
     sampler = label.make_sampler(sub, zoo, cfg)
-    hs = label.hscore_variant(cfg.label.hscore, sampler.num_examples_max, zoo.max_dim)
+    hs = methods.hscore_variant(cfg.label.hscore, sampler.num_examples_max, zoo.max_dim)
     key = label._fingerprint(zoo, cfg, sampler, hs)["hash"]
     cache = os.path.join(cache_root, key)
     step = int(cfg.label.chunk_size) * int(config.logo.label_chunks_per_call)
@@ -416,7 +415,7 @@ def train_fold(config, pool: dict, rows, zoo, ev: dict, val_idx, *, stop_at: int
     """
     import jax
 
-    from spider_jax import parallel, train
+    from spider_jax import inference, parallel, train
     from spider_jax.model import make_scorer
 
     labels = _subset(pool, rows)
@@ -451,7 +450,7 @@ def train_fold(config, pool: dict, rows, zoo, ev: dict, val_idx, *, stop_at: int
                 raise FloatingPointError(f"loss {loss} at step {done}")
             params = jax.tree.map(np.asarray, state["params"])
             if val_batch is not None:
-                score = float(np.nanmean(_taus(val_truth, train.rerank_scores(
+                score = float(np.nanmean(_taus(val_truth, inference.rerank_tasks(
                     model, params, val_batch, 0))))
             else:
                 score = -float(done)     # no validation group: the last step
@@ -472,7 +471,7 @@ def run_folds(config, bank, modality: str, ev: dict, pool: dict, touched, fold_d
     ``only``: just these held-out groups."""
     import flax.serialization
 
-    from spider_jax import train
+    from spider_jax import inference
 
     _, zoo = label.zoo_for(bank, modality)
     gs = sorted({t.group for t in ev["tasks"]})
@@ -499,8 +498,8 @@ def run_folds(config, bank, modality: str, ev: dict, pool: dict, touched, fold_d
                              log=log)
         batch = _eval_batch(ev, test_idx)
         k3 = min(3, zoo.num_models)
-        scores = {"spider_k0": train.rerank_scores(res["model"], res["params"], batch, 0),
-                  f"spider_k{k3}": train.rerank_scores(res["model"], res["params"], batch, k3)}
+        scores = {"spider_k0": inference.rerank_tasks(res["model"], res["params"], batch, 0),
+                  f"spider_k{k3}": inference.rerank_tasks(res["model"], res["params"], batch, k3)}
         rec = {"held_out": g, "validation": v, "step": res["step"], "curve": curve,
                "refit": bool(config.logo.refit and v is not None),
                "num_train_tasks": len(fold["outer"] if config.logo.refit else fold["train"]),
@@ -509,7 +508,7 @@ def run_folds(config, bank, modality: str, ev: dict, pool: dict, touched, fold_d
                "scores": {k: np.asarray(s).tolist() for k, s in scores.items()},
                "seconds": time.time() - t0}
         data = flax.serialization.to_bytes(res["params"])
-        bank_lib.atomic_write(ppath, lambda f: f.write(data))
+        atomic.write_bytes(ppath, data)
         _save_json(jpath, rec)
         log(f"[{modality}] fold {g} (val {v}): {rec['num_train_tasks']} training tasks, step "
             f"{res['step']} chosen on {v}, {len(test_idx)} held-out tasks, {rec['seconds']:.0f} s")
@@ -670,8 +669,8 @@ def run_logo(config, workdir: str, *, modalities=None, ablation=(), deadline=Non
     Raises :class:`MoreWork` when ``deadline`` (a ``time.time()`` value) passed first.
     """
     os.makedirs(workdir, exist_ok=True)
-    bank = label.open_bank_for(config, workdir)
-    mods = list(modalities or label.modalities_for(config, bank))
+    bank = workdir_lib.open_bank_for(config, workdir)
+    mods = list(modalities or workdir_lib.modalities_for(config, bank))
     timer = _Timer(os.path.join(workdir, "timings.json"))
     rows, ab_rows, evals, folds = [], [], {}, {}
     variants = [("main", config)]
@@ -925,8 +924,7 @@ def report(res: dict, config, out_dir: str, *, command: str, results_md: str = "
         for f in figs:
             if os.path.abspath(os.path.dirname(f)) != fig_dir:
                 shutil.copyfile(f, os.path.join(fig_dir, os.path.basename(f)))
-        data = md.encode()
-        bank_lib.atomic_write(p, lambda fh: fh.write(data))
+        atomic.write_text(p, md)
     return {"summary": summary, "ablations": ab, "markdown": md, "figures": figs}
 
 

@@ -10,6 +10,7 @@ import pytest
 from configs import logo_smoke
 from spider_jax import bank as bank_lib
 from spider_jax import groundtruth, label, logo
+from spider_jax import workdir as workdir_lib
 
 
 def _config():
@@ -117,7 +118,7 @@ def test_every_held_out_task_once_and_no_training_task_touches_its_group(run):
     names = sorted(n for f in folds for n in f["test_tasks"])
     assert names == sorted(t.name for t in ev["tasks"])           # each task held out once
     assert len({f["held_out"] for f in folds}) == 4
-    bank = label.open_bank_for(cfg, wd)
+    bank = workdir_lib.open_bank_for(cfg, wd)
     sub, zoo = label.zoo_for(bank, "image")
     sampler = label.make_sampler(sub, zoo, logo.pool_config(cfg))
     groups = logo.dataset_groups(sub)
@@ -139,7 +140,7 @@ def test_every_held_out_task_once_and_no_training_task_touches_its_group(run):
 def test_eval_ground_truth_is_the_probe_on_the_task_rows(run):
     cfg, wd, res = run
     ev = res["evals"]["image"]
-    bank = label.open_bank_for(cfg, wd)
+    bank = workdir_lib.open_bank_for(cfg, wd)
     sub, zoo = label.zoo_for(bank, "image")
     for i in (0, 2):
         t = ev["tasks"][i]
@@ -166,7 +167,7 @@ def test_zoo_prior_uses_training_groups_only(run):
 
 def test_no_leakage_held_out_truth_changes_nothing_in_the_fold(run, tmp_path):
     cfg, wd, res = run
-    bank = label.open_bank_for(cfg, wd)
+    bank = workdir_lib.open_bank_for(cfg, wd)
     ev = res["evals"]["image"]
     pool, touched = logo.label_pool(bank, "image", cfg, os.path.join(wd, "image", "pool"),
                                     progress=False)
