@@ -72,10 +72,22 @@ def zoo_for(bank, modality: str):
 
 
 def make_sampler(sub_bank, zoo: Zoo, config) -> TaskSampler:
+    """The training-task sampler of ``config.data``.
+
+    ``data.sample_from``: "train" (default; the bank's train pool) or "all" (every dataset
+    of the modality, for leave-one-group-out pools); ``data.min_classes`` /
+    ``data.min_examples_per_class`` > 0 vary the class count and the shots per task.
+    """
     d = config.data
+    source = d.get("sample_from", "train")
+    if source not in ("train", "all"):
+        raise ValueError(f"data.sample_from must be 'train' or 'all', got {source!r}")
     return TaskSampler(sub_bank, zoo, seed=d.seed, min_datasets=d.min_datasets,
                        max_datasets=d.max_datasets, max_classes=d.max_classes,
-                       examples_per_class=d.examples_per_class)
+                       examples_per_class=d.examples_per_class,
+                       min_classes=int(d.get("min_classes", 0)),
+                       min_examples_per_class=int(d.get("min_examples_per_class", 0)),
+                       datasets=list(sub_bank.datasets) if source == "all" else None)
 
 
 def label_batch(batch: dict, zoo: Zoo, *, num_classes: int, hscore: str,
@@ -111,6 +123,9 @@ def _fingerprint(zoo: Zoo, config, sampler: TaskSampler, hscore: str) -> dict:
                 examples_per_class=d.examples_per_class, pool=sampler.pool,
                 chunk_size=config.label.chunk_size, methods=list(config.label.methods),
                 hscore=hscore, copeland_methods=list(rankagg_available(zoo, config.label.methods)))
+    for key in ("min_classes", "min_examples_per_class"):   # only when switched on (old
+        if int(d.get(key, 0)):                               # caches keep their hash)
+            meta[key] = int(d[key])
     meta["hash"] = hashlib.sha1(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
     return meta
 

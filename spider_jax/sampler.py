@@ -105,21 +105,40 @@ class TaskSampler:
       max_classes: C_max, the most classes a task keeps.
       examples_per_class: the most examples per class (N_max = C_max * this).
       split: which split of the bank to sample from.
+      min_classes: > 0 varies the class count: each task keeps ``U{min_classes..C}``
+        classes (C = min(max_classes, classes of its datasets)); 0 keeps as many as
+        ``max_classes`` allows (the paper's sampler).
+      min_examples_per_class: > 0 varies the shots: each task draws its per-class cap
+        from ``U{min_examples_per_class..examples_per_class}``; 0: always the maximum.
+      datasets: the datasets tasks are sampled from (default: the bank's ``train`` pool;
+        leave-one-group-out passes every dataset of the modality).
     """
 
     def __init__(self, bank, zoo: Zoo, *, seed: int, min_datasets: int = 2,
                  max_datasets: int = 4, max_classes: int = 100, examples_per_class: int = 50,
-                 split: str = "train"):
+                 split: str = "train", min_classes: int = 0, min_examples_per_class: int = 0,
+                 datasets: Sequence[str] | None = None):
         if min_datasets < 1 or max_datasets < min_datasets:
             raise ValueError(f"need 1 <= min_datasets <= max_datasets, got "
                              f"{min_datasets}, {max_datasets}")
         if max_classes < 2 or examples_per_class < 1:
             raise ValueError(f"max_classes={max_classes} must be >= 2 and "
                              f"examples_per_class={examples_per_class} >= 1")
+        if min_classes and not 2 <= min_classes <= max_classes:
+            raise ValueError(f"min_classes={min_classes} must lie in [2, max_classes="
+                             f"{max_classes}] (0 = off)")
+        if min_examples_per_class and not 1 <= min_examples_per_class <= examples_per_class:
+            raise ValueError(f"min_examples_per_class={min_examples_per_class} must lie in "
+                             f"[1, examples_per_class={examples_per_class}] (0 = off)")
         self.bank, self.zoo, self.seed, self.split = bank, zoo, int(seed), split
-        self.pool = list(bank.pool("train"))
+        self.pool = list(bank.pool("train")) if datasets is None else list(datasets)
         if not self.pool:
-            raise ValueError("the bank has no dataset in the 'train' pool")
+            raise ValueError("no dataset to sample tasks from (empty 'train' pool)")
+        unknown = [d for d in self.pool if d not in bank.datasets]
+        if unknown:
+            raise ValueError(f"datasets {unknown} are not in the bank")
+        self.min_classes = int(min_classes)
+        self.min_examples_per_class = int(min_examples_per_class)
         self.min_datasets = min(min_datasets, len(self.pool))
         self.max_datasets = min(max_datasets, len(self.pool))
         self.examples_per_class = int(examples_per_class)
@@ -148,12 +167,18 @@ class TaskSampler:
         n_ds = int(rng.integers(self.min_datasets, self.max_datasets + 1))
         chosen = [self.pool[i] for i in sorted(rng.choice(len(self.pool), n_ds, replace=False))]
         cands = [(ds, c) for ds in chosen for c, rows in enumerate(self._rows[ds]) if len(rows)]
-        keep = sorted(rng.choice(len(cands), min(len(cands), self.max_classes), replace=False))
+        num_c = min(len(cands), self.max_classes)
+        if self.min_classes:          # varied class count (drawn only when switched on)
+            num_c = int(rng.integers(min(self.min_classes, num_c), num_c + 1))
+        shots = self.examples_per_class
+        if self.min_examples_per_class:
+            shots = int(rng.integers(self.min_examples_per_class, shots + 1))
+        keep = sorted(rng.choice(len(cands), num_c, replace=False))
         class_ds, class_rows = [], []
         for k in keep:
             ds, c = cands[k]
             rows = self._rows[ds][c]
-            take = min(len(rows), self.examples_per_class)
+            take = min(len(rows), shots)
             class_ds.append(ds)
             class_rows.append(np.sort(rng.choice(rows, take, replace=False)))
         return TaskSpec(tuple(chosen), tuple(class_ds), tuple(class_rows))

@@ -88,7 +88,7 @@ def make_bank(root: str, *, num_models: int = 6, num_datasets: int = 8,
               num_downstream: int = 2, modality: str = "image",
               num_source_classes: int = 20, source_head_every: int = 1,
               num_domains: int = 4, latent_dim: int = 12, noise: float = 1.0,
-              seed: int = 0) -> str:
+              num_groups: int = 0, seed: int = 0) -> str:
     """Writes a synthetic bank under ``root`` (skips the work if it is already complete).
 
     Args:
@@ -105,6 +105,8 @@ def make_bank(root: str, *, num_models: int = 6, num_datasets: int = 8,
       source_head_every: PTM m has a source head iff m % source_head_every == 0
         (1: all, 2: every other, 0: none).
       num_domains, latent_dim, noise: generative knobs (see module docstring).
+      num_groups: > 0 tags dataset i with group ``g{i % num_groups}`` (leave-one-group-out
+        tests); 0 leaves datasets untagged.
       seed: the only source of randomness.
 
     Returns:
@@ -139,7 +141,8 @@ def make_bank(root: str, *, num_models: int = 6, num_datasets: int = 8,
         pool = "downstream" if i >= num_datasets - num_downstream else "train"
         writer.add_dataset(name, modality=modality,
                            class_names=[f"{name}_c{c}" for c in range(ds["num_classes"])],
-                           pool=pool, source="spider_jax.synthetic", licence="CC0")
+                           pool=pool, source="spider_jax.synthetic", licence="CC0",
+                           **({"group": f"g{i % num_groups}"} if num_groups > 0 else {}))
         writer.write_labels(name, "train", ds["labels"])
         writer.write_psi(name, "train", ds["psi"])
         for m, mname in enumerate(models):

@@ -93,3 +93,23 @@ def test_bad_arguments(bank):
     s, _ = _sampler(bank)
     with pytest.raises(ValueError, match="padding"):
         s.materialize([s.spec(0)], num_classes=1)
+
+
+def test_varied_classes_and_shots_and_dataset_pool(bank):
+    s, _ = _sampler(bank, min_classes=2, max_classes=6, examples_per_class=5,
+                    min_examples_per_class=2, datasets=list(bank.subset("image").datasets),
+                    min_datasets=1, max_datasets=2)
+    counts, shots, seen = set(), set(), set()
+    for i in range(60):
+        spec = s.spec(i)
+        counts.add(spec.num_classes)
+        shots.add(max(len(r) for r in spec.class_rows))
+        seen |= set(spec.datasets)
+        assert 2 <= spec.num_classes <= 6 and 1 <= len(spec.datasets) <= 2
+        assert all(1 <= len(r) <= 5 for r in spec.class_rows)
+    assert len(counts) >= 3 and len(shots) >= 3
+    assert seen & set(bank.pool("downstream"))          # every dataset, downstream too
+    with pytest.raises(ValueError, match="min_classes"):
+        _sampler(bank, min_classes=20, max_classes=9)
+    with pytest.raises(ValueError, match="not in the bank"):
+        _sampler(bank, datasets=["nope"])
