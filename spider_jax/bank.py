@@ -342,6 +342,16 @@ class Bank:
         }
         return Bank(self.root, sub)
 
+    def select_models(self, models: Iterable[str]) -> "Bank":
+        """A view holding only the named models (manifest order kept); datasets and psi
+        unchanged. E.g. the zoo without one member, to train a scorer it has not seen."""
+        keep = set(models)
+        for name in keep:
+            self.model_info(name)
+        sub = dict(self.manifest)
+        sub["models"] = {k: v for k, v in self.manifest["models"].items() if k in keep}
+        return Bank(self.root, sub)
+
     def pool(self, name: str) -> list[str]:
         """Dataset names in pool "train" (historical tasks) or "downstream" (evaluation)."""
         if name not in POOLS:

@@ -57,7 +57,8 @@ from spider_jax import workdir as workdir_lib
 from spider_jax.methods import RANKAGG_METHODS, hscore_variant, rankagg_available, rankagg_scores
 from spider_jax.sampler import TaskSampler, Zoo
 
-__all__ = ["label_tasks", "label_downstream", "label_batch", "zoo_for", "make_sampler"]
+__all__ = ["label_tasks", "label_downstream", "label_batch", "zoo_for", "make_sampler",
+           "fingerprint", "write_cache"]
 
 _ARRAYS = ("psi_centres", "class_mask", "specific_centres", "num_classes", "metric_scores",
            "rank_labels")
@@ -116,7 +117,7 @@ def label_batch(batch: dict, zoo: Zoo, *, num_classes: int, hscore: str,
     return np.asarray(scores, np.float32), np.asarray(agg, np.float32)
 
 
-def _fingerprint(zoo: Zoo, config, sampler: TaskSampler, hscore: str) -> dict:
+def fingerprint(zoo: Zoo, config, sampler: TaskSampler, hscore: str) -> dict:
     d = config.data
     meta = dict(zoo=zoo.to_json(), seed=d.seed, min_datasets=d.min_datasets,
                 max_datasets=d.max_datasets, max_classes=sampler.max_classes,
@@ -133,6 +134,19 @@ def _fingerprint(zoo: Zoo, config, sampler: TaskSampler, hscore: str) -> dict:
 def _load_npz(path: str) -> dict:
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
+
+
+def _chunk_path(cache_dir: str, start: int) -> str:
+    return os.path.join(cache_dir, f"chunk_{start:07d}.npz")
+
+
+def write_cache(cache_dir: str, meta: dict, arrays: dict, chunk_size: int) -> None:
+    """Writes a complete label cache (``meta.json`` + chunks) as :func:`label_tasks` would,
+    e.g. for a zoo grown by ``spider_jax.add_model`` (``meta`` from :func:`fingerprint`)."""
+    _open_cache(cache_dir, meta)
+    for lo in range(0, arrays["rank_labels"].shape[0], chunk_size):
+        atomic.write_npz(_chunk_path(cache_dir, lo),
+                         {k: arrays[k][lo:lo + chunk_size] for k in _ARRAYS})
 
 
 def _open_cache(cache_dir: str, meta: dict, name: str = "meta.json") -> None:
@@ -209,7 +223,7 @@ def label_tasks(bank, config, *, modality: str, cache_dir: str, num_tasks: int |
     sampler = make_sampler(sub, zoo, config)
     num_tasks = int(num_tasks or config.data.num_train_tasks)
     hscore = hscore_variant(config.label.hscore, sampler.num_examples_max, zoo.max_dim)
-    meta = _fingerprint(zoo, config, sampler, hscore)
+    meta = fingerprint(zoo, config, sampler, hscore)
     with_probe = probe.needs_probe(config)
     probe_meta = probe.probe_fingerprint(meta, config) if with_probe else None
     main = parallel.is_main_process()

@@ -389,6 +389,12 @@ def rankagg_scores(batch: Mapping, zoo, *, num_classes: int, hscore: str,
     scores = jnp.stack([jnp.stack([nan if c is None else c.astype(jnp.float32)
                                    for c in cols[name]], axis=-1)
                         for name in RANKAGG_METHODS], axis=1)             # [T, A, M]
+    return scores, rankagg_labels(scores, zoo, methods)
+
+
+def rankagg_labels(scores, zoo, methods=RANKAGG_METHODS) -> jax.Array:
+    """[T, A, M] metric scores (columns in zoo order) -> [T, M] Copeland points over
+    :func:`rankagg_available` (e.g. cached metrics of a zoo grown by one PTM)."""
     used = tuple(RANKAGG_METHODS.index(a) for a in rankagg_available(zoo, methods))
-    return scores, _copeland(scores, used=used).astype(jnp.float32)
+    return _copeland(jnp.asarray(scores), used=used).astype(jnp.float32)
 

@@ -12,6 +12,14 @@ rows in the same order as the labels)::
     python -m spider_jax.rank --workdir=DIR --features=F.npy --labels=L.npy \
         [--k=3 --ptm_features=PTM_DIR]
 
+Your own labelled data: an image folder (``PATH/<class>/*.png``) or a CSV / JSONL table
+of texts and labels. The workdir knows which psi encoder and PTM adapters built its zoo,
+so rank runs psi on the examples (and, for k > 0, only the top-k PTMs); features are
+cached by content hash (``--cache_dir``), so a second call is instant::
+
+    python -m spider_jax.rank --workdir=DIR --data=PATH [--k=3] \
+        [--text_field=text --label_field=label] [--cache_dir=DIR]
+
 Prints the ranking: every PTM with its rank and score (best first).
 """
 
@@ -32,8 +40,19 @@ def _load(path: str) -> np.ndarray:
 def run(workdir: str, *, bank: str | None = None, dataset: str | None = None,
         split: str = "train", features: str | None = None, labels: str | None = None,
         ptm_features: str | None = None, k: int = 0,
-        modality: str | None = None) -> ranker_lib.Ranking:
+        modality: str | None = None, data: str | None = None, text_field: str = "text",
+        label_field: str = "label", cache_dir: str | None = None,
+        progress: bool = True) -> ranker_lib.Ranking:
     """Loads the scorer and ranks the zoo for the task the arguments name."""
+    if data:
+        from spider_jax import owndata
+        items, labels, name, data_modality = owndata.load_data(
+            data, text_field=text_field, label_field=label_field)
+        if modality and modality != data_modality:
+            raise ValueError(f"--data {data} holds {data_modality} examples, not {modality}")
+        r = ranker_lib.Ranker.from_workdir(workdir, modality=data_modality)
+        return r.rank_data(items, labels, k=k, name=name, cache_dir=cache_dir,
+                           progress=progress)
     if bank and dataset:
         from spider_jax import bank as bank_lib
         b = bank_lib.open_bank(bank, validate=False)
@@ -53,7 +72,7 @@ def run(workdir: str, *, bank: str | None = None, dataset: str | None = None,
                     raise ValueError(f"re-ranking needs {path} (features of {model!r})")
                 return np.asarray(_load(path), np.float32)
         return r.rank(task, k=k, forward=forward)
-    raise ValueError("give either --bank and --dataset, or --features and --labels")
+    raise ValueError("give --data, or --bank and --dataset, or --features and --labels")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -64,7 +83,8 @@ def main(argv: Sequence[str]) -> None:
     try:
         result = run(fl.workdir, bank=fl.bank, dataset=fl.dataset, split=fl.split,
                      features=fl.features, labels=fl.labels, ptm_features=fl.ptm_features,
-                     k=fl.k, modality=fl.modality)
+                     k=fl.k, modality=fl.modality, data=fl.data, text_field=fl.text_field,
+                     label_field=fl.label_field, cache_dir=fl.cache_dir)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     text = {"table": result.to_table, "json": result.to_json, "csv": result.to_csv}[fl.format]()
@@ -81,6 +101,12 @@ def _define_flags() -> None:
     flags.DEFINE_string("labels", None, "labels [N] (.npy)")
     flags.DEFINE_string("ptm_features", None,
                         "directory of {model}.npy [N, D_m] for re-ranking (k > 0)")
+    flags.DEFINE_string("data", None, "your labelled data: an image folder PATH/<class>/* "
+                        "or a .csv / .jsonl file of texts and labels")
+    flags.DEFINE_string("text_field", "text", "text column / key of --data (CSV, JSONL)")
+    flags.DEFINE_string("label_field", "label", "label column / key of --data (CSV, JSONL)")
+    flags.DEFINE_string("cache_dir", None, "feature cache for --data (default "
+                        "$SPIDER_JAX_CACHE or ~/.cache/spider_jax/features)")
     flags.DEFINE_integer("k", 0, "re-ranking budget: rescore the top k with their own features")
     flags.DEFINE_string("modality", None, "scorer to use when the workdir holds one per "
                         "modality (default: the dataset's, or the only one)")

@@ -31,7 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from spider_jax import inference, methods
+from spider_jax import inference, methods, owndata
 from spider_jax import workdir as workdir_lib
 from spider_jax.fastpath import fast_flops_per_task, fast_scores, prepare_fast  # noqa: F401
 from spider_jax.inference import class_centres, order_from_scores  # noqa: F401
@@ -236,6 +236,7 @@ class Ranker:
         check_params(model, self.variables, self.psi_dim)
         self._fast = prepare_fast(self.variables, model) if int(model.num_layers) == 1 else None
         self._score_jit = None
+        self.extraction: dict | None = None   # the zoo's adapters (from_workdir), for rank_data
 
     @classmethod
     def from_workdir(cls, workdir: str, modality: str | None = None) -> "Ranker":
@@ -260,6 +261,7 @@ class Ranker:
         names = list(zoo.models)
         check_zoo(names, model.model_dims, names, zoo.dims)
         ranker = cls(model, params, names, max_classes=run.max_classes, config=config)
+        ranker.extraction = owndata.load_spec(run, config, zoo.modality)
         if getattr(zoo, "psi_dim", ranker.psi_dim) != ranker.psi_dim:
             raise ValueError(f"the zoo's psi dim {zoo.psi_dim} != the checkpoint's "
                              f"{ranker.psi_dim}")
@@ -387,6 +389,25 @@ class Ranker:
                                                   specific, smask, coarse[None]))[0]
             reranked[top] = True
         return Ranking(self.models, scores, coarse, reranked, int(k), task.name)
+
+    def rank_data(self, items: Sequence[Any], labels: Sequence[Any], *, k: int = 0,
+                  name: str = "data", cache_dir: str | None = None,
+                  progress: bool = True) -> Ranking:
+        """Ranks the zoo for raw labelled examples: runs the zoo's own psi encoder on them
+        (and, for ``k > 0``, only the top-k PTMs' networks), as recorded in the workdir.
+
+        Args:
+          items: images (uint8 arrays [H, W] or [H, W, 3]) or texts (str).
+          labels: one label per example (any values; at least two classes).
+          k: re-ranking budget (Algorithm 2).
+          name: the task's name in the result.
+          cache_dir: where features are cached by content hash (default
+            :func:`spider_jax.owndata.default_cache_dir`): a second call is instant.
+          progress: tqdm bar while encoding.
+        """
+        from spider_jax import owndata
+        return owndata.rank_data(self, items, labels, k=k, name=name, cache_dir=cache_dir,
+                                 progress=progress)
 
     def _specific_centres(self, name: str, feats: np.ndarray, task: Task, cp: int) -> np.ndarray:
         feats = self._check_features(name, feats, task)

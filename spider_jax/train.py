@@ -42,7 +42,7 @@ import orbax.checkpoint as ocp
 from absl import app, flags, logging
 from tqdm import tqdm
 
-from spider_jax import evaluation, inference, label, losses, methods, parallel, prior, probe
+from spider_jax import evaluation, inference, label, losses, methods, owndata, parallel, prior, probe
 from spider_jax import workdir as workdir_lib
 from spider_jax.model import SpiderEnsemble, SpiderScorer, init_params, make_scorer, split_members
 from spider_jax.sampler import Zoo
@@ -128,7 +128,7 @@ _BATCH_NDIM = {"psi_centres": 3, "class_mask": 2, "specific_centres": 4, "specif
 
 
 def make_batch(labels: dict, step: int, config, num_models: int,
-               rows: slice | None = None) -> dict:
+               rows: slice | None = None, extra_keys: tuple[str, ...] = ()) -> dict:
     """The batch of ``step``: a pure function of (config seeds, step).
 
     Args:
@@ -138,6 +138,7 @@ def make_batch(labels: dict, step: int, config, num_models: int,
       num_models: M.
       rows: the rows of the global batch to build (this host's
         ``parallel.host_slice(batch_size)``); default all.
+      extra_keys: further per-task arrays of ``labels`` to gather for the same tasks.
     """
     b, k_max = config.train.batch_size, config.train.max_specific
     t = labels["rank_labels"].shape[0]
@@ -158,7 +159,8 @@ def make_batch(labels: dict, step: int, config, num_models: int,
             "specific_centres": labels["specific_centres"][idx].astype(np.float32),
             "specific_mask": spec_mask,
             "targets": labels.get("targets", labels["rank_labels"])[idx].astype(np.float32),
-            "model_mask": np.ones((n, num_models), bool)}
+            "model_mask": np.ones((n, num_models), bool),
+            **{k: labels[k][idx] for k in extra_keys}}
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -307,7 +309,8 @@ def train_one(config, workdir: str, bank, modality: str, cache: str,
     tx, schedule = make_optimizer(config, total)
     c_max = labels["class_mask"].shape[1]
     if main:
-        workdir_lib.write_run(workdir, config, zoo, c_max, labels["meta"])
+        workdir_lib.write_run(workdir, config, zoo, c_max, labels["meta"],
+                              extraction=owndata.extraction_spec(bank, modality))
     state, state_sh = create_state(model, tx, zoo, c_max, config.seed, mesh)
     mngr = workdir_lib.checkpoint_manager(workdir, config.train.max_to_keep)
     if mngr.latest_step() is not None:   # every process restores (orbax is collective)

@@ -9,7 +9,8 @@
         config.json        the run config (``config.to_dict()``)
         zoo.json           {"zoo", "num_classes": C the training labels are padded to,
                             "max_classes": the most classes a task may have (the one
-                            source of max_classes for every reader), "label_meta"}
+                            source of max_classes for every reader), "label_meta",
+                            "extraction": the adapters the zoo came from (rank --data)}
         labels/            the label cache (unless ``config.label.cache_dir`` is set)
         checkpoints/       orbax steps: {"state": {step, params, opt_state}, "config"}
         tb/                TensorBoard scalars
@@ -118,14 +119,22 @@ class RunInfo:
     num_classes: int          # C the training labels were padded to
     max_classes: int          # the most classes a task may have (config.data.max_classes)
     label_meta: dict
+    extraction: dict | None = None   # which adapters built the zoo (spider_jax.owndata)
 
 
-def write_run(run_dir: str, config, zoo: Zoo, num_classes: int, label_meta: dict) -> None:
-    """Writes ``config.json`` and ``zoo.json`` of a run (atomically; process 0 only)."""
+def write_run(run_dir: str, config, zoo: Zoo, num_classes: int, label_meta: dict, *,
+              extraction: dict | None = None, **extra) -> None:
+    """Writes ``config.json`` and ``zoo.json`` of a run (atomically; process 0 only).
+
+    ``extraction``: the extraction zoo, psi and member -> network names the zoo came from
+    (:func:`spider_jax.owndata.extraction_spec`; ``rank --data`` runs those adapters);
+    ``extra``: further JSON fields (e.g. ``extended_from`` of ``spider_jax.add_model``).
+    """
     atomic.write_json(os.path.join(run_dir, CONFIG_JSON), config.to_dict(), indent=1)
     atomic.write_json(os.path.join(run_dir, ZOO_JSON), {
         "zoo": zoo.to_json(), "num_classes": int(num_classes),
-        "max_classes": int(config.data.max_classes), "label_meta": label_meta}, indent=1)
+        "max_classes": int(config.data.max_classes), "label_meta": label_meta,
+        "extraction": extraction, **extra}, indent=1)
 
 
 def read_run(run_dir: str) -> RunInfo:
@@ -136,7 +145,7 @@ def read_run(run_dir: str) -> RunInfo:
         meta = json.load(fh)
     max_classes = meta.get("max_classes", config.data.max_classes)   # older runs: config
     return RunInfo(run_dir, config, Zoo.from_json(meta["zoo"]), int(meta["num_classes"]),
-                   int(max_classes), meta.get("label_meta", {}))
+                   int(max_classes), meta.get("label_meta", {}), meta.get("extraction"))
 
 
 # ----------------------------------------------------------------------------- checkpoints

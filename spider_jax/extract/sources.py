@@ -148,25 +148,40 @@ def sklearn_digits(*, cap=None, pool="train", seed=0) -> Source:
 
 
 def image_folder(root: str, *, name: str | None = None, cap=None, pool="train", seed=0,
-                 extensions=(".png", ".jpg", ".jpeg", ".bmp"), source="", licence="") -> Source:
-    """Images under ``root/<class>/*``; classes and files in sorted order."""
+                 extensions=(".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"),
+                 source="", licence="") -> Source:
+    """Images under ``root/<class>/*``; classes and files in sorted order.
+
+    Files without an image extension and hidden files are ignored. Raises ValueError for
+    fewer than two classes holding images, and naming every image file that cannot be
+    decoded (all of them, not just the first).
+    """
     from PIL import Image
 
-    classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    if len(classes) < 2:
-        raise ValueError(f"{root}: needs at least two class folders")
+    if not os.path.isdir(root):
+        raise ValueError(f"{root}: not a directory (expected {root}/<class>/<image files>)")
     paths, raw = [], []
-    for c in classes:
+    for c in sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))):
         for f in sorted(os.listdir(os.path.join(root, c))):
-            if f.lower().endswith(tuple(extensions)):
+            if not f.startswith(".") and f.lower().endswith(tuple(extensions)):
                 paths.append(os.path.join(root, c, f))
                 raw.append(c)
+    classes = sorted(set(raw))
+    if len(classes) < 2:
+        raise ValueError(f"{root}: needs at least two class folders holding images "
+                         f"({root}/<class>/*.png ...); found {classes or 'none'}")
     labels, names = encode_labels(raw, classes)
     keep = stratified_cap(labels, cap, seed)
-    items = [None] * len(paths)
+    items, bad = [None] * len(paths), []
     for i in keep:
-        with Image.open(paths[i]) as im:
-            items[i] = np.asarray(im.convert("RGB"), np.uint8)
+        try:
+            with Image.open(paths[i]) as im:
+                items[i] = np.asarray(im.convert("RGB"), np.uint8)
+        except (OSError, ValueError, SyntaxError) as e:   # PIL's errors for broken files
+            bad.append(f"{paths[i]} ({type(e).__name__}: {e})")
+    if bad:
+        raise ValueError(f"{len(bad)} unreadable image file(s) under {root}:\n  "
+                         + "\n  ".join(bad[:20]) + ("\n  ..." if len(bad) > 20 else ""))
     name = name or os.path.basename(os.path.normpath(root))
     return Source(name, "image", items, [Task(name, keep, labels[keep], names, pool)],
                   source or f"image folder {root}", licence)
@@ -176,14 +191,24 @@ def text_table(path: str, *, text_field="text", label_field="label", name=None, 
                pool="train", seed=0, encoding="utf-8", source="", licence="") -> Source:
     """Texts and labels from a CSV (header row) or JSONL file (one object per line)."""
     rows = []
-    with open(path, "r", encoding=encoding, newline="") as f:
-        if path.endswith((".jsonl", ".json")):
-            rows = [json.loads(line) for line in f if line.strip()]
-        else:
-            rows = list(csv.DictReader(f))
+    try:
+        with open(path, "r", encoding=encoding, newline="") as f:
+            if path.endswith((".jsonl", ".json")):
+                for i, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as e:
+                            raise ValueError(f"{path}: line {i} is not JSON ({e})") from None
+            else:
+                rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read ({type(e).__name__}: {e})") from None
     for i, r in enumerate(rows):
-        if text_field not in r or label_field not in r:
-            raise ValueError(f"{path}: row {i} lacks {text_field!r} or {label_field!r}")
+        if not isinstance(r, dict) or text_field not in r or label_field not in r:
+            have = sorted(r) if isinstance(r, dict) else type(r).__name__
+            raise ValueError(f"{path}: row {i} lacks {text_field!r} or {label_field!r} "
+                             f"(fields: {have}); name them with the text/label field flags")
     name = name or os.path.splitext(os.path.basename(path))[0]
     return single_task_source(name, "text", [str(r[text_field]) for r in rows],
                               [r[label_field] for r in rows], pool=pool, cap=cap, seed=seed,

@@ -228,6 +228,20 @@ def zoo(subset: str = "full", cap: int | None = None):
     needed = set(DATA_WHEELS) | set(PINS) if names is None else set(DATA_WHEELS) | {
         w for m in names + list(PSI.values()) for w in MODEL_WHEELS[m]}
     check_wheels(needed)
+    ranked, psi = adapters(subset)
+    return ranked, psi, image_sources(cap) + T.text_sources(text_cap)
+
+
+def adapters(subset: str = "full"):
+    """The zoo's adapters alone: (ranked {name: Adapter}, psi {modality: Adapter}).
+
+    No data is read and no wheel is checked (each adapter names its missing wheel when
+    loaded; :data:`MODEL_WHEELS` + :func:`check_wheels` check one network's pins):
+    ``rank --data`` runs psi and the top-k networks of a trained zoo on a user's data.
+    """
+    if subset not in ("full", "mini"):
+        raise ValueError(f"subset must be 'full' or 'mini', got {subset!r}")
+    names = [m for ms in MINI_MODELS.values() for m in ms] if subset == "mini" else None
     images = image_adapters()
     for name, a in images.items():
         a.seconds_per_item = SECONDS_PER_ITEM.get(name, 0.01)
@@ -235,4 +249,4 @@ def zoo(subset: str = "full", cap: int | None = None):
     psi = {mod: all_models[name] for mod, name in PSI.items()} | T.text_psi()
     ranked = {k: v for k, v in all_models.items() if k not in PSI.values()
               and (names is None or k in names)}
-    return ranked, psi, image_sources(cap) + T.text_sources(text_cap)
+    return ranked, psi
