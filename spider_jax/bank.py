@@ -11,7 +11,8 @@ Layout under ``ROOT``::
     manifest.json
     labels/{dataset}__{split}.npy                int32 [N]             class index in [0, C)
     features/{model}/{dataset}__{split}.npy      float16|float32 [N, D_m]
-    source_probs/{model}/{dataset}__{split}.npy  float16|float32 [N, C_src]  (has_source_head only)
+    source_probs/{model}/{dataset}__{split}.npy  float16|float32 [N, C_src]  (has_source_head only;
+                                                 rows >= 0 summing to 1 +- PROB_SUM_TOL)
     psi/{dataset}__{split}.npy                   float16|float32 [N, D_psi]  (psi of its modality)
     groundtruth.json                             written by ``spider_jax.groundtruth``
 
@@ -72,10 +73,14 @@ POOLS = ("train", "downstream")
 FEATURE_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
 _NAME_RE = re.compile(r"^[A-Za-z0-9._@-]+$")
 _CHUNK_ROWS = 65536
+# Each row of source-head probabilities must sum to 1 within this (float16 storage rounds
+# each entry by <= 2^-11 relative: a stored softmax row sums to 1 within ~5e-4).
+PROB_SUM_TOL = 1e-2
 
 __all__ = [
     "FORMAT_VERSION", "Bank", "BankWriter", "open_bank", "write_groundtruth",
     "read_groundtruth", "labels_path", "features_path", "source_probs_path", "psi_path",
+    "atomic_write",
 ]
 
 
@@ -150,6 +155,21 @@ def _check_float_array(array: np.ndarray, *, n: int | None, dim: int, what: str)
         raise ValueError(f"{what}: {bad} rows contain NaN or Inf")
 
 
+def _check_prob_rows(array: np.ndarray, *, what: str) -> None:
+    """Every row a distribution: non-negative, summing to 1 within ``PROB_SUM_TOL``."""
+    neg, off = [], []
+    for start in range(0, array.shape[0], _CHUNK_ROWS):
+        chunk = np.asarray(array[start:start + _CHUNK_ROWS], np.float64)
+        neg += (start + np.flatnonzero((chunk < 0).any(axis=1))).tolist()
+        off += (start + np.flatnonzero(np.abs(chunk.sum(axis=1) - 1.0) > PROB_SUM_TOL)).tolist()
+    if neg:
+        raise ValueError(f"{what}: {len(neg)} rows have negative probabilities "
+                         f"(first rows {neg[:5]})")
+    if off:
+        raise ValueError(f"{what}: {len(off)} rows do not sum to 1 (+-{PROB_SUM_TOL}; first "
+                         f"rows {off[:5]}): source_probs must be softmax probabilities")
+
+
 def _check_labels(array: np.ndarray, *, n: int | None, num_classes: int, what: str) -> None:
     if array.dtype != np.dtype(np.int32):
         raise ValueError(f"{what}: dtype {array.dtype}, expected int32")
@@ -214,8 +234,22 @@ def read_groundtruth(root: str) -> dict | None:
             data = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"feature bank {root}: cannot parse groundtruth.json: {e}") from e
-    if data.get("format_version") != FORMAT_VERSION or "datasets" not in data:
+    if not isinstance(data, dict) or data.get("format_version") != FORMAT_VERSION \
+            or not isinstance(data.get("datasets"), dict):
         raise ValueError(f"feature bank {root}: groundtruth.json has an unknown format")
+    for name, entry in data["datasets"].items():
+        where = f"feature bank {root}: groundtruth.json: dataset {name}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("models"), list) \
+                or not all(isinstance(m, str) for m in entry["models"]):
+            raise ValueError(f"{where}: needs \"models\": a list of model names")
+        m = len(entry["models"])
+        for key in ("mean", "std"):
+            v = entry.get(key)
+            if not isinstance(v, list) or len(v) != m or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+                got = f"{len(v)} values" if isinstance(v, list) else repr(v)
+                raise ValueError(f"{where}: {key!r} must be a list of {m} numbers, one per "
+                                 f"model, got {got}")
     return data
 
 
@@ -229,6 +263,9 @@ def _validate_manifest(manifest: dict, root: str) -> None:
             raise ValueError(f"{where}: missing or malformed {key!r}")
     for name, info in manifest["models"].items():
         _check_name("model", name)
+        if not isinstance(info, dict):
+            raise ValueError(f"{where}: model {name}: entry must be an object "
+                             f"{{\"dim\": ..., \"modality\": ...}}, got {info!r}")
         if info.get("modality") not in MODALITIES:
             raise ValueError(f"{where}: model {name}: modality must be one of {MODALITIES}")
         if not isinstance(info.get("dim"), int) or info["dim"] <= 0:
@@ -237,6 +274,8 @@ def _validate_manifest(manifest: dict, root: str) -> None:
             raise ValueError(f"{where}: model {name}: has_source_head needs num_source_classes >= 2")
     for name, info in manifest["datasets"].items():
         _check_name("dataset", name)
+        if not isinstance(info, dict):
+            raise ValueError(f"{where}: dataset {name}: entry must be an object, got {info!r}")
         if info.get("modality") not in MODALITIES:
             raise ValueError(f"{where}: dataset {name}: modality must be one of {MODALITIES}")
         if info.get("pool") not in POOLS:
@@ -245,8 +284,13 @@ def _validate_manifest(manifest: dict, root: str) -> None:
             raise ValueError(f"{where}: dataset {name}: needs at least 2 class_names")
         if not isinstance(info.get("splits"), dict):
             raise ValueError(f"{where}: dataset {name}: missing splits")
+        for split, size in info["splits"].items():
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                raise ValueError(f"{where}: dataset {name}: split {split!r} size must be a "
+                                 f"non-negative integer, got {size!r}")
     for modality, info in manifest["psi"].items():
-        if modality not in MODALITIES or not isinstance(info.get("dim"), int):
+        if modality not in MODALITIES or not isinstance(info, dict) \
+                or not isinstance(info.get("dim"), int):
             raise ValueError(f"{where}: psi entry {modality!r} malformed")
 
 
@@ -424,6 +468,8 @@ class Bank:
                 dim = self.psi_info(ds_info["modality"])["dim"]
             if check_values:
                 _check_float_array(array, n=n, dim=dim, what=what)
+                if kind == "source_probs":
+                    _check_prob_rows(array, what=what)
             elif array.dtype not in FEATURE_DTYPES or array.shape != (n, dim):
                 raise ValueError(f"{what}: dtype/shape {array.dtype} {list(array.shape)},"
                                  f" expected float16|float32 [{n}, {dim}]")
@@ -485,7 +531,7 @@ class BankWriter:
         exists = os.path.exists(self._manifest_path)
         if exists:
             self.manifest = _read_manifest(self.root)
-            self._remove_stale_temporaries()
+            atomic.remove_stale_temporaries(self.root, recursive=True)
         else:
             self.manifest = {"format_version": FORMAT_VERSION, "models": {}, "datasets": {}, "psi": {}}
         changed = not exists
@@ -501,19 +547,6 @@ class BankWriter:
                 changed = True
         if changed:  # a writer that only adds arrays never rewrites another's manifest
             self._save_manifest()
-
-    def _remove_stale_temporaries(self) -> None:
-        """Deletes temporaries an interrupted writer left (only old ones: others may be live)."""
-        now = time.time()
-        for dirpath, _, files in os.walk(self.root):
-            for f in files:
-                if f.startswith(".tmp-") and f.endswith(".part"):
-                    path = os.path.join(dirpath, f)
-                    try:
-                        if now - os.path.getmtime(path) > 3600:
-                            os.unlink(path)
-                    except OSError:
-                        pass
 
     def _save_manifest(self) -> None:
         _atomic_save_json(self._manifest_path, self.manifest)
@@ -639,6 +672,7 @@ class BankWriter:
         probs = _as_float_array(probs, rel)
         _check_float_array(probs, n=self._split_n(dataset, split), dim=m["num_source_classes"],
                            what=rel)
+        _check_prob_rows(probs, what=rel)
         self._write(rel, probs)
 
     def write_psi(self, dataset: str, split: str, feats) -> None:

@@ -19,6 +19,10 @@ Rules (recorded in the cache's ``meta.json``):
 
 * H-Score: ``methods.hscore_variant`` (plain unless N is small against D, then
   Ledoit-Wolf shrinkage), decided on ``N_max`` and ``D_max``.
+* Degenerate values: a NaN/inf metric score ranks last in Copeland
+  (:func:`rankagg.copeland`); :func:`degenerate_scores` lists the (task, PTM, method)
+  triples that had one and :func:`label_tasks` logs them (also on resume, from the
+  cache), and a PTM whose features are constant on a task is reported when labelled.
 * Missing methods: Copeland runs over the methods available for *every* PTM of the
   zoo (LEEP/NCE only when every PTM has a source head); the per-method scores of all
   methods are still cached (NaN where unavailable) for baselines.
@@ -52,13 +56,13 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 from tqdm import tqdm
 
-from spider_jax import atomic, parallel, probe
+from spider_jax import atomic, config_check, parallel, probe
 from spider_jax import workdir as workdir_lib
 from spider_jax.methods import RANKAGG_METHODS, hscore_variant, rankagg_available, rankagg_scores
 from spider_jax.sampler import TaskSampler, Zoo
 
 __all__ = ["label_tasks", "label_downstream", "label_batch", "zoo_for", "make_sampler",
-           "fingerprint", "write_cache"]
+           "fingerprint", "write_cache", "degenerate_scores", "constant_feature_tasks"]
 
 _ARRAYS = ("psi_centres", "class_mask", "specific_centres", "num_classes", "metric_scores",
            "rank_labels")
@@ -117,6 +121,55 @@ def label_batch(batch: dict, zoo: Zoo, *, num_classes: int, hscore: str,
     return np.asarray(scores, np.float32), np.asarray(agg, np.float32)
 
 
+def degenerate_scores(metric_scores: np.ndarray, zoo: Zoo, methods,
+                      task_ids=None) -> list[tuple]:
+    """(task, PTM, method) triples whose metric score is NaN/inf although it was computed.
+
+    Args:
+      metric_scores: [T, len(RANKAGG_METHODS), M] as returned by :func:`label_batch`.
+      zoo: the zoo (PTM names, source heads).
+      methods: the methods that were computed (others are NaN by design, as are
+        LEEP/NCE for PTMs without a source head).
+      task_ids: [T] task indices or names to report (default 0..T-1).
+    """
+    s = np.asarray(metric_scores)
+    ids = list(range(s.shape[0])) if task_ids is None else list(task_ids)
+    out = []
+    for name in methods:
+        a = RANKAGG_METHODS.index(name)
+        for i, model in enumerate(zoo.models):
+            if name in ("leep", "nce") and not zoo.has_source_head[i]:
+                continue
+            out += [(ids[t], model, name) for t in np.flatnonzero(~np.isfinite(s[:, a, i]))]
+    return sorted(out, key=lambda x: (str(x[0]) if isinstance(x[0], str) else f"{x[0]:012d}",
+                                      x[1], x[2]))
+
+
+def constant_feature_tasks(features: np.ndarray, example_mask: np.ndarray) -> np.ndarray:
+    """[T] bool: the PTM's features [T, N, D] are the same vector on every real row."""
+    f = np.asarray(features, np.float32)
+    real = np.asarray(example_mask, bool)[:, :, None]
+    col_hi = np.max(np.where(real, f, -np.inf), axis=1)           # [T, D] over real rows
+    col_lo = np.min(np.where(real, f, np.inf), axis=1)
+    return np.all(col_hi == col_lo, axis=1)
+
+
+def _warn_degenerate(triples, what: str) -> None:
+    if triples:
+        logging.warning("%s: %d degenerate (task, PTM, method) scores (NaN/inf; they rank "
+                        "last in Copeland), e.g. %s", what, len(triples), triples[:10])
+
+
+def _warn_constant(batch, zoo: Zoo, task_ids) -> None:
+    """Logs each PTM whose features are constant on some of the batch's tasks."""
+    for i, model in enumerate(zoo.models):
+        const = constant_feature_tasks(batch["features"][i], batch["example_mask"])
+        if const.any():
+            tasks = list(dict.fromkeys(np.asarray(task_ids)[const].tolist()))
+            logging.warning("PTM %s has constant features (no information) on tasks %s: its "
+                            "metric scores are the no-information values", model, tasks[:10])
+
+
 def fingerprint(zoo: Zoo, config, sampler: TaskSampler, hscore: str) -> dict:
     d = config.data
     meta = dict(zoo=zoo.to_json(), seed=d.seed, min_datasets=d.min_datasets,
@@ -151,6 +204,7 @@ def write_cache(cache_dir: str, meta: dict, arrays: dict, chunk_size: int) -> No
 
 def _open_cache(cache_dir: str, meta: dict, name: str = "meta.json") -> None:
     os.makedirs(cache_dir, exist_ok=True)
+    atomic.remove_stale_temporaries(cache_dir)       # chunks of a killed run
     path = os.path.join(cache_dir, name)
     if os.path.exists(path):
         with open(path) as fh:
@@ -164,17 +218,22 @@ def _open_cache(cache_dir: str, meta: dict, name: str = "meta.json") -> None:
 
 
 def _label_step(sampler, specs, zoo, config, *, step_tasks, num_classes, num_examples, hscore,
-                mesh, rankagg=True, probe_scores=False):
+                mesh, rankagg=True, probe_scores=False, task_ids=None):
     """Labels ``specs`` (<= step_tasks) padded to ``step_tasks``; every host gets all rows.
 
     Each host materialises only its slice of the tasks; metric scores come from the
     sharded computation and the task arrays (centres, masks) are all-gathered.
     ``rankagg``: the task arrays + RankAgg labels; ``probe_scores``: the probe labels
-    (:mod:`spider_jax.probe`).
+    (:mod:`spider_jax.probe`).  ``task_ids`` (the specs' task indices) name tasks in
+    warnings.
     """
     padded = list(specs) + [specs[0]] * (step_tasks - len(specs))   # fixed shapes: one compile
+    ids = list(task_ids if task_ids is not None else range(len(specs)))
+    ids = np.asarray(ids + [ids[0]] * (step_tasks - len(ids)))
     mine = padded if mesh is None else padded[parallel.host_slice(step_tasks)]
     batch = sampler.materialize(mine, num_classes=num_classes, num_examples=num_examples)
+    if rankagg:
+        _warn_constant(batch, zoo, ids if mesh is None else ids[parallel.host_slice(step_tasks)])
     n = len(specs)
     out = {}
     if probe_scores:
@@ -257,11 +316,13 @@ def label_tasks(bank, config, *, modality: str, cache_dir: str, num_tasks: int |
     groups = [todo[i:i + per_step] for i in range(0, len(todo), per_step)]
     for group in tqdm(groups, desc=f"label {modality}", disable=not progress or not todo):
         ranges = [(s, min(s + size, num_tasks)) for s in group]
-        specs = [sampler.spec(i) for lo, hi in ranges for i in range(lo, hi)]
+        ids = [i for lo, hi in ranges for i in range(lo, hi)]
+        specs = [sampler.spec(i) for i in ids]
         arrays = _label_step(sampler, specs, zoo, config, step_tasks=step_tasks,
                              num_classes=sampler.max_classes,
                              num_examples=sampler.num_examples_max, hscore=hscore, mesh=mesh,
-                             rankagg=bool(missing & set(group)), probe_scores=with_probe)
+                             rankagg=bool(missing & set(group)), probe_scores=with_probe,
+                             task_ids=ids)
         offset = 0
         for lo, hi in ranges:
             fresh[lo] = {k: v[offset:offset + hi - lo] for k, v in arrays.items()}
@@ -284,6 +345,9 @@ def label_tasks(bank, config, *, modality: str, cache_dir: str, num_tasks: int |
     out["meta"] = meta
     if with_probe:
         out["probe_meta"] = probe_meta
+    out["degenerate"] = degenerate_scores(out["metric_scores"], zoo, config.label.methods)
+    if main:
+        _warn_degenerate(out["degenerate"], f"{modality} training tasks")
     return out
 
 
@@ -313,6 +377,7 @@ def label_downstream(bank, config, *, modality: str, cache_dir: str) -> dict:
     else:       # small: computed by every host on its own device, written by process 0
         os.makedirs(cache_dir, exist_ok=True)
         batch = sampler.materialize(specs, num_classes=c_max, num_examples=n_max)
+        _warn_constant(batch, zoo, names)
         scores, agg = label_batch(batch, zoo, num_classes=c_max, hscore=hscore,
                                   methods=tuple(config.label.methods))
         truth = np.full((len(names), zoo.num_models), np.nan, np.float32)
@@ -330,6 +395,10 @@ def label_downstream(bank, config, *, modality: str, cache_dir: str) -> dict:
             atomic.write_npz(path, out)
     out["datasets"] = list(names)
     out["hscore"] = hscore
+    out["degenerate"] = degenerate_scores(out["metric_scores"], zoo, config.label.methods,
+                                          task_ids=names)
+    if parallel.is_main_process():
+        _warn_degenerate(out["degenerate"], f"{modality} downstream datasets")
     return out
 
 
@@ -338,7 +407,12 @@ def main(argv):
     del argv
     parallel.maybe_initialize_distributed()
     config = flags.FLAGS.config
-    bank = workdir_lib.open_bank_for(config, flags.FLAGS.workdir)
+    try:
+        config_check.check_config(config)
+        workdir_lib.check_workdir(flags.FLAGS.workdir)
+        bank = workdir_lib.open_bank_for(config, flags.FLAGS.workdir)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
     mesh = parallel.make_mesh()
     for modality in workdir_lib.modalities_for(config, bank):
         out = label_tasks(bank, config, modality=modality, mesh=mesh,
@@ -347,7 +421,8 @@ def main(argv):
         if parallel.is_main_process():
             print(f"{modality}: {out['rank_labels'].shape[0]} tasks labelled "
                   f"(H-Score variant {out['meta']['hscore']}, Copeland over "
-                  f"{out['meta']['copeland_methods']})")
+                  f"{out['meta']['copeland_methods']}; {len(out['degenerate'])} degenerate "
+                  f"(task, PTM, method) scores)")
 
 
 if __name__ == "__main__":
@@ -355,4 +430,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("workdir", None, "Run directory (labels go to WORKDIR/labels unless "
                         "--config.label.cache_dir is set).")
     flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    app.run(main, flags_parser=config_check.parse_flags)

@@ -33,8 +33,15 @@ from absl import app, flags, logging
 
 from spider_jax import ranker as ranker_lib
 
-def _load(path: str) -> np.ndarray:
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+def _load(path: str, flag: str = "") -> np.ndarray:
+    """An .npy array; a missing or unreadable file is a ValueError naming it."""
+    where = f"{flag}={path}" if flag else path
+    if not os.path.isfile(path):
+        raise ValueError(f"{where}: no such file")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"{where}: not a readable .npy array ({e})") from None
 
 
 def run(workdir: str, *, bank: str | None = None, dataset: str | None = None,
@@ -62,8 +69,8 @@ def run(workdir: str, *, bank: str | None = None, dataset: str | None = None,
     if features and labels:
         r = ranker_lib.Ranker.from_workdir(workdir, modality=modality)
         name = os.path.splitext(os.path.basename(features))[0]
-        task = ranker_lib.Task.from_features(np.asarray(_load(features), np.float32),
-                                             np.asarray(_load(labels)), name=name)
+        task = ranker_lib.Task.from_features(np.asarray(_load(features, "--features"), np.float32),
+                                             np.asarray(_load(labels, "--labels")), name=name)
         forward = None
         if ptm_features:
             def forward(model: str) -> np.ndarray:
@@ -85,7 +92,7 @@ def main(argv: Sequence[str]) -> None:
                      features=fl.features, labels=fl.labels, ptm_features=fl.ptm_features,
                      k=fl.k, modality=fl.modality, data=fl.data, text_field=fl.text_field,
                      label_field=fl.label_field, cache_dir=fl.cache_dir)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         raise SystemExit(f"error: {e}") from None
     text = {"table": result.to_table, "json": result.to_json, "csv": result.to_csv}[fl.format]()
     print(text.rstrip("\n"))

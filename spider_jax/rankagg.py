@@ -10,8 +10,11 @@ above m. m beats m' when A_m > A_m' and they tie when A_m = A_m'::
 
 Higher = better; points of M models sum to M (M - 1) / 2. Only the order of
 each method's scores matters (scales need not be comparable). Equal scores
-within a method count for neither model; a NaN score compares as a tie with
-everything (it never produces NaN points).
+within a method count for neither model.  A NaN or infinite score (a degenerate
+metric value: constant features, overflow) ranks last within its method, tied with the
+other non-finite ones: it can never win a contest (a NaN compared as a tie with
+everything, so a dead PTM won Copeland).  :func:`aggregate` (host helper) refuses
+non-finite scores instead, naming the method and the models.
 """
 
 from __future__ import annotations
@@ -25,9 +28,15 @@ import numpy as np
 __all__ = ["copeland", "borda", "aggregate"]
 
 
+def _finite_or_last(scores):
+    """NaN / +-inf -> -inf: non-finite scores rank last (tied among themselves)."""
+    s = jnp.asarray(scores)
+    return jnp.where(jnp.isfinite(s), s, -jnp.inf)
+
+
 def _pairwise_wins(scores):
     """[..., A, M] -> [..., M, M] number of methods with s[m] > s[m']."""
-    s = jnp.asarray(scores)
+    s = _finite_or_last(scores)
     return jnp.sum((s[..., :, :, None] > s[..., :, None, :]).astype(jnp.float32), axis=-3)
 
 
@@ -36,7 +45,8 @@ def copeland(scores):
     """Copeland points (paper Eq. 8).
 
     Args:
-      scores: [..., A, M] scores of A methods for M models (higher = better).
+      scores: [..., A, M] scores of A methods for M models (higher = better); NaN or
+        infinite scores rank last within their method.
 
     Returns:
       [..., M] float32 points in [0, M - 1]: one per pairwise majority win,
@@ -57,12 +67,12 @@ def borda(scores):
     half the number scored equal, summed over methods.
 
     Args:
-      scores: [..., A, M].
+      scores: [..., A, M]; NaN or infinite scores rank last within their method.
 
     Returns:
       [..., M] float32 points.
     """
-    s = jnp.asarray(scores)
+    s = _finite_or_last(scores)
     below = jnp.sum((s[..., :, :, None] > s[..., :, None, :]).astype(jnp.float32), axis=-1)
     equal = jnp.sum((s[..., :, :, None] == s[..., :, None, :]).astype(jnp.float32), axis=-1) - 1.0
     return jnp.sum(below + 0.5 * jnp.maximum(equal, 0.0), axis=-2)
@@ -82,8 +92,8 @@ def aggregate(score_dict: Mapping[str, Sequence[float]], method: str = "copeland
       np.ndarray [M] float32 aggregated points (higher = better).
 
     Raises:
-      ValueError: empty dict, unknown method, NaN scores, or arrays of different
-        shapes / not 1-D.
+      ValueError: empty dict, unknown method, NaN or infinite scores (naming the
+        method and model indices), or arrays of different shapes / not 1-D.
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {sorted(_METHODS)}, got {method!r}")
@@ -95,8 +105,10 @@ def aggregate(score_dict: Mapping[str, Sequence[float]], method: str = "copeland
     if len(first) != 1 or any(s != first for s in shapes.values()):
         raise ValueError(f"every score array must be 1-D with the same length, got {shapes}")
     for k, a in arrays.items():
-        if np.isnan(a).any():
-            raise ValueError(f"score_dict[{k!r}] contains NaN")
+        if not np.isfinite(a).all():
+            raise ValueError(f"score_dict[{k!r}] has non-finite scores for models "
+                             f"{np.flatnonzero(~np.isfinite(a)).tolist()}: a degenerate "
+                             f"metric value cannot be ranked")
     stacked = np.stack(list(arrays.values()))
     # Only the order matters: replace each row by its dense ranks (exact ties kept)
     # so float64 scores that differ below float32 resolution still compare correctly.

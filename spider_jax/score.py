@@ -37,7 +37,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import zipfile
 from collections.abc import Sequence
 
@@ -95,6 +94,7 @@ class InMemoryTasks(TaskSource):
             [f"task{i:06d}" for i in range(self.num_tasks)]
         if len(self._names) != self.num_tasks:
             raise ValueError(f"{len(self._names)} names for {self.num_tasks} tasks")
+        check_names(self._names)
 
     def names(self):
         return self._names
@@ -112,23 +112,48 @@ class InMemoryTasks(TaskSource):
         return h.hexdigest()[:16]
 
 
+def check_names(names: Sequence[str], where: str = "task names") -> None:
+    """Task names must be unique (each becomes the key of M output rows)."""
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n in seen:
+            raise ValueError(f"{where}: task name {n!r} is repeated (tasks {seen[n]} and {i}); "
+                             f"every task needs its own name")
+        seen[n] = i
+
+
+def _load_array(path: str, mmap: bool = False) -> np.ndarray:
+    """An .npy file as an array; unreadable, truncated or pickled files name themselves."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable .npy array ({e})") from None
+
+
 class ArrayTasks(InMemoryTasks):
     """The array-directory layout (``psi_centres.npy`` memory-mapped)."""
 
     def __init__(self, root: str):
         self.root = root
         path = os.path.join(root, "psi_centres.npy")
-        centres = np.load(path, mmap_mode="r", allow_pickle=False)
+        centres = _load_array(path, mmap=True)
         mask_path = os.path.join(root, "class_mask.npy")
-        mask = np.load(mask_path, allow_pickle=False) if os.path.exists(mask_path) else None
+        mask = _load_array(mask_path) if os.path.exists(mask_path) else None
+        if mask is not None and mask.dtype != np.bool_ and not np.issubdtype(mask.dtype,
+                                                                              np.integer):
+            raise ValueError(f"{mask_path}: dtype {mask.dtype}, expected bool")
         names_path = os.path.join(root, "names.txt")
         names = None
         if os.path.exists(names_path):
             with open(names_path, encoding="utf-8") as fh:
                 names = [line.rstrip("\n") for line in fh if line.strip()]
+            check_names(names, names_path)
         if centres.dtype not in (np.float16, np.float32, np.float64):
             raise ValueError(f"{path}: dtype {centres.dtype} is not a float type")
-        super().__init__(centres, mask, names)
+        try:
+            super().__init__(centres, mask, names)
+        except ValueError as e:
+            raise ValueError(f"{root}: {e}") from None
 
     def fingerprint(self):
         st = os.stat(os.path.join(self.root, "psi_centres.npy"))
@@ -136,16 +161,23 @@ class ArrayTasks(InMemoryTasks):
                                     st.st_size, st.st_mtime_ns)).encode()).hexdigest()[:16]
 
 
-def _npz_member_shape(path: str, key: str) -> tuple[int, ...] | None:
-    with zipfile.ZipFile(path) as zf:
-        if f"{key}.npy" not in zf.namelist():
-            return None
-        with zf.open(f"{key}.npy") as fh:
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) \
-                else np.lib.format.read_array_header_2_0
-            shape, _, _ = read(fh)
-    return tuple(shape)
+def _npz_member_header(path: str, key: str) -> tuple[tuple[int, ...], np.dtype] | None:
+    """(shape, dtype) of one member of an .npz from its header (None when absent); a file
+    that is not a readable .npz, or a pickled (object) member, is a ValueError naming it."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if f"{key}.npy" not in zf.namelist():
+                return None
+            with zf.open(f"{key}.npy") as fh:
+                version = np.lib.format.read_magic(fh)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                    else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read(fh)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise ValueError(f"{path}: not a readable .npz task file ({e})") from None
+    if dtype.hasobject:
+        raise ValueError(f"{path}: {key} is a pickled object array; store plain numbers")
+    return tuple(shape), dtype
 
 
 class NpzDirTasks(TaskSource):
@@ -158,10 +190,14 @@ class NpzDirTasks(TaskSource):
             raise ValueError(f"{root}: no psi_centres.npy and no .npz task files")
         shapes = []
         for p in self.paths:
-            shape = _npz_member_shape(p, "psi_centres")
-            if shape is None or len(shape) != 2:
-                raise ValueError(f"{p}: needs psi_centres [C, D_psi], got {shape}")
-            shapes.append(shape)
+            head = _npz_member_header(p, "psi_centres")
+            if head is None or len(head[0]) != 2 or not np.issubdtype(head[1], np.floating):
+                raise ValueError(f"{p}: needs float psi_centres [C, D_psi], got "
+                                 f"{head and (head[0], str(head[1]))}")
+            mask = _npz_member_header(p, "class_mask")
+            if mask is not None and mask[0] != head[0][:1]:
+                raise ValueError(f"{p}: class_mask shape {mask[0]} != [C] = {head[0][:1]}")
+            shapes.append(head[0])
         dims = {s[1] for s in shapes}
         if len(dims) != 1:
             raise ValueError(f"{root}: task files disagree on D_psi: {sorted(dims)}")
@@ -235,6 +271,20 @@ def _check_source(ranker: Ranker, source: TaskSource) -> None:
     if counts.size and counts.min() < 1:
         i = int(np.argmin(counts))
         raise ValueError(f"task {source.names()[i]!r} has no real class")
+    check_names(source.names())
+
+
+def _check_values(source: TaskSource, chunk: int = 4096) -> None:
+    """Every real class centre finite, checked before anything is scored or written
+    (one extra read of the tasks); the error names the first bad task."""
+    names = source.names()
+    for lo in range(0, source.num_tasks, chunk):
+        centres, mask = source.read(lo, min(lo + chunk, source.num_tasks))
+        bad = ~np.isfinite(centres).all(axis=2) & mask                    # [n, C]
+        if bad.any():
+            t = int(np.flatnonzero(bad.any(axis=1))[0])
+            raise ValueError(f"task {names[lo + t]!r} (index {lo + t}): psi class centres "
+                             f"contain NaN or Inf")
 
 
 def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int | None = None,
@@ -262,6 +312,7 @@ def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int
       ``out`` when complete (process 0), else None.
     """
     _check_source(ranker, source)
+    _check_values(source)                     # before any part or meta.json is written
     mesh = parallel.make_mesh() if mesh is None else mesh
     shards = parallel.data_size(mesh)
     if not batch_size:
@@ -335,6 +386,9 @@ def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int
 
 def _check_or_write_meta(parts: str, meta: dict) -> None:
     os.makedirs(parts, exist_ok=True)
+    # Temporaries of a killed run: part files, and the merged output beside OUT.
+    atomic.remove_stale_temporaries(parts)
+    atomic.remove_stale_temporaries(os.path.dirname(os.path.abspath(parts)))
     meta_path = os.path.join(parts, "meta.json")
     if os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as fh:
@@ -362,9 +416,7 @@ def _merge(parts: str, out: str, names: Sequence[str], models: Sequence[str],
     missing = [b for b in range(num_parts) if not os.path.exists(_part_path(parts, b))]
     if missing:
         raise ValueError(f"{parts}: parts {missing[:5]} are missing; rerun to finish")
-    d = os.path.dirname(os.path.abspath(out))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".tmp")
+    fd, tmp = atomic.temp_file_beside(os.path.abspath(out))    # mode of a plain open()
     os.close(fd)
     try:
         if out.endswith(".parquet"):
@@ -437,14 +489,17 @@ def main(argv: Sequence[str]) -> None:
         ranker = Ranker.from_workdir(fl.workdir, modality=fl.modality)
         source = open_tasks(fl.tasks)
         _check_source(ranker, source)
-    except ValueError as e:
+    except (OSError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
     if parallel.is_main_process():
         print("scoring %d tasks (C=%d, D_psi=%d) for %d PTMs on %d devices" % (
                      source.num_tasks, source.num_classes, source.psi_dim, len(ranker.models),
                      jax.device_count()), file=sys.stderr)
-    written = score_tasks(ranker, source, fl.out, batch_size=fl.batch_size,
-                          part_size=fl.part_size, keep_parts=fl.keep_parts)
+    try:
+        written = score_tasks(ranker, source, fl.out, batch_size=fl.batch_size,
+                              part_size=fl.part_size, keep_parts=fl.keep_parts)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
     if written and parallel.is_main_process():
         print(f"wrote {source.num_tasks * len(ranker.models)} rows to {written}")
 

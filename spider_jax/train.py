@@ -42,7 +42,8 @@ import orbax.checkpoint as ocp
 from absl import app, flags, logging
 from tqdm import tqdm
 
-from spider_jax import evaluation, inference, label, losses, methods, owndata, parallel, prior, probe
+from spider_jax import config_check, evaluation, inference, label, losses, methods, owndata, parallel
+from spider_jax import prior, probe
 from spider_jax import workdir as workdir_lib
 from spider_jax.model import SpiderEnsemble, SpiderScorer, init_params, make_scorer, split_members
 from spider_jax.sampler import Zoo
@@ -313,9 +314,13 @@ def train_one(config, workdir: str, bank, modality: str, cache: str,
                               extraction=owndata.extraction_spec(bank, modality))
     state, state_sh = create_state(model, tx, zoo, c_max, config.seed, mesh)
     mngr = workdir_lib.checkpoint_manager(workdir, config.train.max_to_keep)
-    if mngr.latest_step() is not None:   # every process restores (orbax is collective)
-        restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(parallel.with_shardings(state, state_sh))))
+    # Every process restores (orbax is collective); an unreadable latest checkpoint is set
+    # aside in W/checkpoints_unreadable and the previous one resumed.
+    step, restored = workdir_lib.restore_latest_good(
+        mngr, lambda s: mngr.restore(s, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(parallel.with_shardings(state, state_sh)))),
+        set_aside=os.path.join(workdir, workdir_lib.UNREADABLE))
+    if step is not None:
         state = restored["state"]
         logging.info("resumed %s from step %d", workdir, int(state["step"]))
     elif prior.uses_gate(config):        # fresh: calibrate the gate on the training pool
@@ -436,9 +441,14 @@ def train_and_evaluate(config, workdir: str, mesh: jax.sharding.Mesh | None = No
       (mean tau_w per eval step), "final" (per-dataset tau_w table data), "table"
       (printable), "params" (final parameters), "hscore" and "copeland_methods".
     """
+    config_check.check_config(config)            # before anything is written or labelled
+    workdir_lib.check_workdir(workdir)
     os.makedirs(workdir, exist_ok=True)
     bank = workdir_lib.open_bank_for(config, workdir)
     mods = workdir_lib.modalities_for(config, bank)
+    for m in mods:                               # a finished run is never touched
+        workdir_lib.check_resume(workdir_lib.run_dir_for(config, workdir, m), config,
+                                 label.zoo_for(bank, m)[1])
     return {m: train_one(config, workdir_lib.run_dir_for(config, workdir, m), bank, m,
                          workdir_lib.cache_dir_for(config, workdir, m), mesh) for m in mods}
 
@@ -453,7 +463,7 @@ def main(argv):
     t0 = time.time()
     try:
         summaries = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
-    except (FileNotFoundError, FloatingPointError, ValueError) as e:   # bad input: no traceback
+    except (OSError, FloatingPointError, ValueError) as e:   # bad input: no traceback
         raise SystemExit(f"error: {e}") from None
     if not parallel.is_main_process():
         return
@@ -470,4 +480,4 @@ if __name__ == "__main__":
     config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
     flags.DEFINE_string("workdir", None, "Run directory (checkpoints, labels, logs); resumed.")
     flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    app.run(main, flags_parser=config_check.parse_flags)

@@ -47,20 +47,41 @@ def logme_evidence_ref(f, y, max_iters=11, tol=1e-3, count_null_space=True):
     return ev / n
 
 
-def logme_ref(features, labels, num_classes, mask=None):
+def unit_rms_ref(f):
+    """f / RMS(f): the scale LogME is evaluated at (its maximum evidence is scale-free;
+    spider_jax.metrics documents this normalisation). All-zero f is returned as is."""
+    rms = np.sqrt(np.mean(f * f))
+    return f / rms if rms > 0 else f
+
+
+def null_evidence_ref(y):
+    """Per-example evidence of the noise-only model y ~ N(0, 1/beta), beta = N / |y|^2
+    (LogME's alpha -> inf limit, the value for all-zero features)."""
+    n = y.size
+    beta = n / float(y @ y)
+    return 0.5 * np.log(beta) - 0.5 - 0.5 * np.log(2 * np.pi)
+
+
+def _evidence(f, y):
+    return null_evidence_ref(y) if not np.any(f) else logme_evidence_ref(f, y)
+
+
+def logme_ref(features, labels, num_classes, mask=None, normalise=True):
     f = _real(features, mask).astype(np.float64)
+    f = unit_rms_ref(f) if normalise else f
     y = _real(labels, mask)
-    evs = [logme_evidence_ref(f, (y == c).astype(np.float64))
+    evs = [_evidence(f, (y == c).astype(np.float64))
            for c in range(num_classes) if np.any(y == c)]
     return float(np.mean(evs))
 
 
-def logme_regression_ref(features, targets, mask=None):
+def logme_regression_ref(features, targets, mask=None, normalise=True):
     f = _real(features, mask).astype(np.float64)
+    f = unit_rms_ref(f) if normalise else f
     t = _real(targets, mask).astype(np.float64)
     if t.ndim == 1:
         t = t[:, None]
-    return float(np.mean([logme_evidence_ref(f, t[:, r]) for r in range(t.shape[1])]))
+    return float(np.mean([_evidence(f, t[:, r]) for r in range(t.shape[1])]))
 
 
 def leep_ref(source_probs, labels, num_classes, mask=None):

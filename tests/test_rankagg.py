@@ -43,14 +43,30 @@ def test_copeland_batched_and_jit_vmap():
         np.testing.assert_array_equal(vm[b], batched[b])
 
 
-def test_copeland_nan_is_a_tie_never_nan():
-    # A NaN score expresses no preference for either model of a pair.
+def test_copeland_nan_ranks_last_never_nan():
+    # A NaN score ranks last within its method (issue 12, item 1).
     scores = np.array([[1.0, 2.0, np.nan], [1.0, 2.0, 3.0], [3.0, 1.0, 2.0]], np.float32)
     out = np.asarray(rankagg.copeland(scores))
     assert np.all(np.isfinite(out))
-    # By hand: 1 beats 0 (2 methods vs 1); 0 and 2 tie (1 vs 1, NaN abstains); 2 beats 1 (2 vs 0).
-    np.testing.assert_array_equal(out, [0.5, 1.0, 1.5])
-    np.testing.assert_array_equal(out, copeland_ref(scores))
+    # By hand, with method 0 ranking 1 > 0 > 2: 1 beats 0 (methods 0, 1 vs 2); 0 beats 2
+    # (methods 0, 2 vs 1); 2 beats 1 (methods 1, 2 vs 0): a cycle, one point each.
+    np.testing.assert_array_equal(out, [1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(out, copeland_ref(np.nan_to_num(scores, nan=-np.inf)))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_dead_ptm_with_nonfinite_scores_never_wins(bad):
+    # Issue 12, item 1: a PTM with all-zero features got NaN from LogME and, as NaN
+    # counted as a tie with everything, won Copeland. Non-finite scores rank last.
+    scores = np.array([[0.3, 0.2, 0.1, bad],        # logme: the dead PTM is degenerate
+                       [0.1, 0.3, 0.2, 0.0],        # the other methods score it lowest
+                       [0.2, 0.1, 0.3, 0.0]], np.float32)
+    out = np.asarray(rankagg.copeland(scores))
+    assert np.argmax(out) != 3
+    assert out[3] == 0.0                            # loses every contest
+    assert np.asarray(rankagg.borda(scores))[3] == 0.0
+    with pytest.raises(ValueError, match="non-finite scores for models \\[3\\]"):
+        rankagg.aggregate({"a": scores[0], "b": scores[1]})
 
 
 def test_aggregate_dict_and_errors():
@@ -67,7 +83,7 @@ def test_aggregate_dict_and_errors():
         rankagg.aggregate({})
     with pytest.raises(ValueError, match="same length"):
         rankagg.aggregate({"a": [1.0, 2.0], "b": [1.0]})
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="non-finite"):
         rankagg.aggregate({"a": [1.0, np.nan]})
 
 

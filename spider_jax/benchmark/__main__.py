@@ -26,7 +26,7 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from spider_jax import forward_cost
+from spider_jax import config_check, forward_cost
 from spider_jax import workdir as workdir_lib
 from spider_jax.benchmark.report import _fmt, report
 from spider_jax.benchmark.run import ABLATIONS, run_benchmark
@@ -73,6 +73,7 @@ def main(argv):
     command = "python -m spider_jax.benchmark " + " ".join(sys.argv[1:])
     t0 = time.time()
     try:
+        config_check.check_config(f.config)
         if f.measure_forward_only:
             bank = workdir_lib.open_bank_for(f.config, f.workdir)
             path = f.forward_costs or os.path.join(f.out, "forward_costs.json")
@@ -120,4 +121,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=config_check.parse_flags)

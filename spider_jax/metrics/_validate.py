@@ -28,7 +28,8 @@ Reusable helpers (each returns ``None`` unless documented otherwise):
 * ``is_traced(*xs) -> bool``
 * ``check_static_int(value, name, minimum)`` -> int
 * ``check_features(x, name="features")`` -> N
-* ``check_probs(p, name="source_probs")`` -> N
+* ``check_probs(p, name="source_probs", mask=None)`` -> N (real rows must be distributions)
+* ``warn_if_constant(x, mask, metric)`` -> bool (RuntimeWarning for constant features)
 * ``check_targets(y, n, name="targets")``  (regression targets ``[N]`` or ``[N, R]``)
 * ``check_mask(mask, n, name="mask")`` -> number of real examples (or ``None`` if traced)
 * ``check_labels(labels, num_classes, n, name="labels", mask=None, min_classes=2)``
@@ -43,9 +44,12 @@ integer or half-precision inputs (banks store float16), float64 kept as is.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import jax
 import numpy as np
+
+from spider_jax.bank import PROB_SUM_TOL   # the bank's tolerance for stored softmax rows
 
 __all__ = [
     "as_float",
@@ -58,7 +62,10 @@ __all__ = [
     "check_labels",
     "check_num_real",
     "validate_classification",
+    "warn_if_constant",
+    "PROB_SUM_TOL",
 ]
+
 
 
 def as_float(x):
@@ -124,18 +131,57 @@ def check_features(x, name: str = "features") -> int:
     return shape[0]
 
 
-def check_probs(p, name: str = "source_probs") -> int:
-    """Source-head probabilities ``[N, C_src]``: finite and non-negative. Returns N.
+def check_probs(p, name: str = "source_probs", mask=None) -> int:
+    """Source-head probabilities ``[N, C_src]``: every real row a distribution. Returns N.
 
-    Rows are not required to sum to exactly 1 (banks may store float16); metrics
-    that need a distribution renormalise where it matters.
+    Entries must be finite and non-negative and each real row (``mask`` 1; all rows
+    when ``mask`` is None) must sum to 1 within :data:`PROB_SUM_TOL` (banks may store
+    float16, so exact normalisation is not required).  Scaled or all-zero rows are
+    rejected: LEEP would return impossible values (> 0 or -inf) on them.
     """
     n = check_features(p, name)
-    if not is_traced(p):
+    if not is_traced(p, mask):
         a = _concrete(p)
         if np.any(a < 0):
-            raise ValueError(f"{name} must be non-negative probabilities (found min {a.min()})")
+            rows = np.flatnonzero(np.any(a < 0, axis=1))
+            raise ValueError(f"{name} must be non-negative probabilities: rows "
+                             f"{_first(rows)} have negative entries (min {a.min()})")
+        sums = a.astype(np.float64).sum(axis=1)
+        bad = np.abs(sums - 1.0) > PROB_SUM_TOL
+        if mask is not None and _shape(mask, "mask") == (n,):
+            bad &= _concrete(mask).astype(bool)
+        if np.any(bad):
+            rows = np.flatnonzero(bad)
+            raise ValueError(f"{name} rows must be probability distributions (sum to 1 "
+                             f"+-{PROB_SUM_TOL}): rows {_first(rows)} sum to "
+                             f"{_first(sums[rows], fmt='{:.4g}')}")
     return n
+
+
+def _first(values, k: int = 5, fmt: str = "{}") -> str:
+    """``[v0, v1, ...]`` of at most k values plus how many more."""
+    shown = ", ".join(fmt.format(v) for v in list(values)[:k])
+    more = len(values) - k
+    return f"[{shown}{f', ... ({more} more)' if more > 0 else ''}]"
+
+
+def warn_if_constant(x, mask, metric: str, name: str = "features") -> bool:
+    """Warns (and returns True) when every real row of concrete ``x`` is the same vector.
+
+    Such features carry no information about the task; the metric still returns its
+    no-information value (LogME: the evidence of a noise-only model, H-Scores: 0).
+    """
+    if is_traced(x, mask):
+        return False
+    a = _concrete(x)
+    if mask is not None:
+        a = a[_concrete(mask).astype(bool)]
+    if a.shape[0] == 0 or not np.all(a == a[:1]):
+        return False
+    warnings.warn(f"{metric}: {name} are constant over the {a.shape[0]} real examples: "
+                  f"this model's features carry no information about the task",
+                  RuntimeWarning, stacklevel=3)
+    return True
 
 
 def check_targets(y, n: int, name: str = "targets") -> None:
@@ -213,7 +259,7 @@ def validate_classification(x, labels, *, num_classes, mask=None, x_name: str = 
                             probs: bool = False, min_classes: int = 2) -> None:
     """Validate ``metric(x, labels, *, num_classes, mask)`` (x = features or probs)."""
     num_classes = check_static_int(num_classes, "num_classes", 2)
-    n = check_probs(x, x_name) if probs else check_features(x, x_name)
+    n = check_probs(x, x_name, mask=mask) if probs else check_features(x, x_name)
     n_real = check_mask(mask, n)
     check_num_real(n_real, 2)
     check_labels(labels, num_classes, n, mask=mask, min_classes=min_classes)

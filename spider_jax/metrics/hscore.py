@@ -34,6 +34,14 @@ N x N path (noise directions carry no weight there) and below
 ``sqrt(max(N, D)) * eps * max eigenvalue`` in the D x D path. Padding: masked rows
 are zeroed after centring on the real mean and N is the number of real examples.
 Classes absent from the task contribute zero.
+
+Scale: both scores are invariant to ``f -> c f`` in exact arithmetic; in float32 the
+fourth powers of the Ledoit-Wolf ``b2`` over/underflow at c = 1e10 / 1e-10 (the
+shrinkage then silently became 0, i.e. plain H-Score).  :func:`centre`, the entry of
+every path, first divides the features by the RMS of their real entries
+(``_scale.unit_rms``, the same scalar as LogME's), so the scores are the same for any
+c in 1e-10..1e10.  Constant features (every real row equal) score 0 (no between-class
+covariance) and warn.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg
 
-from spider_jax.metrics import _validate
+from spider_jax.metrics import _scale, _validate
 
 __all__ = ["hscore", "regularized_hscore"]
 
@@ -111,17 +119,18 @@ def _shrinkage(mu, s_fro2, dev2, n_real, row_norm4, dim):
 
 
 def centre(features, mask):
-    """Centred, masked features and the real count.
+    """Scale-normalised, centred, masked features and the real count.
 
     Args:
       features: [N, D]; mask: [N] 0/1 or None.
 
     Returns:
-      (x [N, D] = (F - mean) * mask, w [N] float mask, n_real scalar, mean [D] of the
-      real rows).
+      (x [N, D] = (F / s - mean) * mask, w [N] float mask, n_real scalar, mean [D] of the
+      real rows of F / s), with s the RMS of the real entries of F (``_scale.unit_rms``).
     """
     x = _validate.as_float(features)
     w = jnp.ones((x.shape[0],), x.dtype) if mask is None else jnp.asarray(mask).astype(x.dtype)
+    x = _scale.unit_rms(x, w)
     n_real = jnp.sum(w)
     mean = jnp.sum(x * w[:, None], axis=0) / n_real
     return (x - mean[None, :]) * w[:, None], w, n_real, mean
@@ -161,12 +170,14 @@ def regularized_hscore_from_gram(gram, onehot, n_real, dim):
                        jnp.sum(diag * diag), dim)
     k = a * mu * n_real / jnp.maximum(1.0 - a, jnp.finfo(dtype).tiny)
     k = jnp.maximum(k, jnp.finfo(dtype).eps * trace)
+    signal = trace > 0               # constant features: G = 0, score 0 (not chol(0) = NaN)
+    k = jnp.where(signal, k, 1.0)
     counts = jnp.sum(onehot, axis=0)
     inv_counts = jnp.where(counts > 0, 1.0 / jnp.where(counts > 0, counts, 1.0), 0.0)
     chol = jnp.linalg.cholesky(gram + k * eye)
     z = jax.scipy.linalg.cho_solve((chol, True), onehot)                          # [N, C]
     h = jnp.sum(jnp.sum((gram @ onehot) * z, axis=0) * inv_counts)
-    return jnp.where(a < 1.0, h, 0.0)
+    return jnp.where((a < 1.0) & signal, h, 0.0)
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes",))
@@ -205,6 +216,7 @@ def hscore(features, labels, *, num_classes, mask=None):
         fewer than 2 real examples or fewer than 2 classes present.
     """
     _validate.validate_classification(features, labels, num_classes=num_classes, mask=mask)
+    _validate.warn_if_constant(features, mask, "hscore")
     return _hscore_jit(features, labels, mask, num_classes=num_classes)
 
 
@@ -227,4 +239,5 @@ def regularized_hscore(features, labels, *, num_classes, mask=None):
       ValueError: as :func:`hscore`.
     """
     _validate.validate_classification(features, labels, num_classes=num_classes, mask=mask)
+    _validate.warn_if_constant(features, mask, "regularized_hscore")
     return _regularized_hscore_jit(features, labels, mask, num_classes=num_classes)

@@ -71,8 +71,9 @@ def leep(source_probs, labels, *, num_classes, mask=None):
     """LEEP score (Nguyen et al., ICML 2020); formula in the module docstring.
 
     Args:
-      source_probs: [N, Z] source-head softmax probabilities (rows need not be
-        exactly normalised, e.g. float16 storage).
+      source_probs: [N, Z] source-head softmax probabilities: every real row
+        non-negative and summing to 1 within ``bank.PROB_SUM_TOL`` (float16
+        storage rounding is fine; scaled or all-zero rows are rejected).
       labels: [N] int target labels in ``[0, num_classes)``.
       num_classes: static number of target classes C.
       mask: optional [N] 0/1, 1 = real example.
@@ -81,7 +82,8 @@ def leep(source_probs, labels, *, num_classes, mask=None):
       scalar float <= 0 (higher = more transferable).
 
     Raises:
-      ValueError: NaN/Inf or negative probabilities, labels out of range,
+      ValueError: NaN/Inf or negative probabilities, rows not summing to 1
+        (naming them), labels out of range,
         mismatched lengths, fewer than 2 real examples or 2 classes.
     """
     _validate.validate_classification(source_probs, labels, num_classes=num_classes, mask=mask,

@@ -38,6 +38,17 @@ Implementation (all classes share one spectrum; no per-class decomposition, no S
   eigenvalues of F^T F missing from an N x N spectrum are zero and still count
   (the bug of thuml/LogME issue #23 drops them).
 
+Scale: the *maximum* evidence is invariant to ``F -> c F`` (alpha absorbs c^2), but the
+fixed point above starts at alpha = beta = 1 and its float32 arithmetic overflows for
+large c.  So :func:`logme` and :func:`logme_regression` first divide F by the RMS of its
+real entries (``_scale.unit_rms``, a thin step at the jit entry): the score is then the
+same for F and c F (float32, c in 1e-10..1e10) and is the fixed-point evidence of the
+unit-RMS features.  Not invariant: per-column scales, shifts (no bias term) and the
+scale of regression targets.  Features with an all-zero spectrum (all zero on the real
+rows) score the evidence of the noise-only model (the alpha -> inf limit,
+``1/2 log beta - 1/2 - 1/2 log 2pi`` with ``beta = N / ||y||^2``), never NaN; no
+features can score below it.
+
 Padding: masked rows of F and y are zeroed and N in the formula is the number of
 real examples, so padding never changes the score. Classes absent from the real
 examples are skipped (the mean runs over present classes only).
@@ -50,7 +61,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from spider_jax.metrics import _validate
+from spider_jax.metrics import _scale, _validate
 
 __all__ = ["logme", "logme_regression", "logme_from_targets", "logme_from_gram"]
 
@@ -150,6 +161,17 @@ def _fixed_point(s, q2, r0, n_real, dim):
     return evidence / n_real
 
 
+def _with_null_fallback(ev, s, q2, r0, n_real):
+    """``ev`` where the spectrum has a non-zero eigenvalue, else the noise-only evidence.
+
+    With F = 0 on the real rows the fixed point divides 0 by 0; the limit alpha -> inf
+    of the evidence is that of ``y ~ N(0, 1/beta)`` at ``beta = N / ||y||^2``.
+    """
+    y2 = jnp.maximum(r0 + jnp.sum(q2, axis=0), jnp.finfo(q2.dtype).tiny)      # ||y||^2
+    null = 0.5 * jnp.log(n_real / y2) - 0.5 - 0.5 * jnp.log(2.0 * jnp.pi)
+    return jnp.where(jnp.max(s) > 0, ev, null)
+
+
 def _mask_or_ones(mask, n, dtype):
     if mask is None:
         return jnp.ones((n,), dtype)
@@ -170,7 +192,8 @@ def logme_from_targets(features, targets, mask, weights):
     targets = targets * mask[:, None]
     n_real = jnp.sum(mask)
     s, q2, r0 = _spectrum(features, targets)
-    ev = _fixed_point(s, q2, r0, n_real, features.shape[1])
+    ev = _with_null_fallback(_fixed_point(s, q2, r0, n_real, features.shape[1]), s, q2, r0,
+                             n_real)
     ev = jnp.where(weights > 0, ev, 0.0)
     return jnp.sum(weights * ev) / jnp.maximum(jnp.sum(weights), 1.0)
 
@@ -186,7 +209,7 @@ def logme_from_gram(gram, targets, n_real, weights, dim):
       scalar weighted mean of L_t / N.
     """
     s, q2, r0 = _gram_spectrum(gram, targets)
-    ev = _fixed_point(s, q2, r0, n_real, dim)
+    ev = _with_null_fallback(_fixed_point(s, q2, r0, n_real, dim), s, q2, r0, n_real)
     ev = jnp.where(weights > 0, ev, 0.0)
     return jnp.sum(weights * ev) / jnp.maximum(jnp.sum(weights), 1.0)
 
@@ -195,6 +218,7 @@ def logme_from_gram(gram, targets, n_real, weights, dim):
 def _logme_jit(features, labels, mask, *, num_classes):
     features = _validate.as_float(features)
     mask = _mask_or_ones(mask, features.shape[0], features.dtype)
+    features = _scale.unit_rms(features, mask)
     targets = jax.nn.one_hot(labels, num_classes, dtype=features.dtype) * mask[:, None]
     present = (jnp.sum(targets, axis=0) > 0).astype(features.dtype)
     return logme_from_targets(features, targets, mask, present)
@@ -207,6 +231,7 @@ def _logme_regression_jit(features, targets, mask):
     if targets.ndim == 1:
         targets = targets[:, None]
     mask = _mask_or_ones(mask, features.shape[0], features.dtype)
+    features = _scale.unit_rms(features, mask)
     weights = jnp.ones((targets.shape[1],), features.dtype)
     return logme_from_targets(features, targets, mask, weights)
 
@@ -218,7 +243,9 @@ def logme(features, labels, *, num_classes, mask=None):
     evidence ``L(alpha*, beta*) / N`` of one-vs-rest targets ``y_c = 1[label = c]``
     (formula and iteration in the module docstring; You et al., ICML 2021 / JMLR 2022).
     Classes in ``[0, num_classes)`` absent from the task (or only present at
-    masked positions) are skipped, never NaN.
+    masked positions) are skipped, never NaN.  Invariant to the feature scale
+    (``F -> c F``, see the module docstring); constant features warn
+    (RuntimeWarning) and score the noise-only evidence.
 
     Args:
       features: [N, D] features of the target task (penultimate layer of the PTM).
@@ -234,6 +261,7 @@ def logme(features, labels, *, num_classes, mask=None):
         fewer than 2 real examples or fewer than 2 classes present.
     """
     _validate.validate_classification(features, labels, num_classes=num_classes, mask=mask)
+    _validate.warn_if_constant(features, mask, "logme")
     return _logme_jit(features, labels, mask, num_classes=num_classes)
 
 
@@ -258,4 +286,5 @@ def logme_regression(features, targets, *, mask=None):
     n = _validate.check_features(features, "features")
     _validate.check_targets(targets, n, "targets")
     _validate.check_num_real(_validate.check_mask(mask, n), 2)
+    _validate.warn_if_constant(features, mask, "logme_regression")
     return _logme_regression_jit(features, targets, mask)
