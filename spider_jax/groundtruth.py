@@ -21,8 +21,8 @@ tasks whose models all land within noise (spread < ``--min_spread``) get
 Two backends compute the same numbers (``backend="auto"`` picks by JAX's default platform):
 
 * ``"numpy"`` (CPU): ``spider_jax.ridge_cv``, one pair per worker process, one Gram per
-  fold and one float32 Cholesky factorisation per alpha (LAPACK), ~6x the jitted path on
-  2 CPU cores (benchmarks/groundtruth_speed.py);
+  fold and one float32 Cholesky solve per alpha (LAPACK); benchmarks/groundtruth_speed.py
+  times it against the jitted path;
 * ``"jax"`` (GPU/TPU): pairs run batched through one compiled, vmapped function
   (``cv_accuracy``): pairs are sorted by size and taken ``chunk`` at a time, padded to
   the chunk's [N (multiple of 64), D, C] with example and class masks (padding changes no

@@ -21,9 +21,11 @@ Only the algebra differs, chosen for a CPU core:
   features, not from a pass over each fold's rows, and the fold centring is a rank-1
   correction of the Gram.
 
-XLA:CPU's dot runs at a quarter of OpenBLAS's single-core sgemm on the 2-core machine this
-was tuned on, and OpenBLAS scales badly across threads of one process but perfectly across
-processes, so pairs are spread over worker processes (spawned; they import NumPy/SciPy only)
+Why not the jitted path on a CPU: its per-fold eigendecomposition costs ~15 Cholesky
+solves, and on the 2-core machine this was tuned on one OpenBLAS thread per process beats
+any threading inside one process (two single-threaded processes each kept ~175 GFLOP/s of
+sgemm; two threads of one process reached 187 together; XLA's multi-threaded dot 82).
+So pairs are spread over worker processes (spawned; they import NumPy/SciPy only)
 with one BLAS thread each. This module never imports JAX. As with any spawned
 ``multiprocessing`` pool, a script that calls it with ``workers > 1`` needs the
 ``if __name__ == "__main__":`` guard.
