@@ -9,8 +9,8 @@ per (task, PTM) from Python was the bottleneck of the CLI (issue 15). Here:
   (a failed write is re-raised in the caller);
 * ``write_scores`` turns [n, M] score blocks into rows column-wise: ranks and the
   rank order come from one argsort per block, ``top`` keeps only each task's best PTMs,
-  and rows are formatted by NumPy's vectorised string operations (CSV) or written as
-  Arrow columns (Parquet, or CSV through pyarrow.csv when pyarrow is installed).
+  and the rows go out as dictionary-encoded Arrow columns (Parquet, or CSV through
+  pyarrow.csv) when pyarrow is installed, else through one formatted string per row.
 """
 
 from __future__ import annotations
@@ -68,64 +68,77 @@ class BackgroundWriter:
         self.close()
 
 
-def columns(names: Sequence[str], models: np.ndarray, scores: np.ndarray, top: int | None = None) -> dict:
+def columns(names: Sequence[str], scores: np.ndarray, top: int | None = None) -> dict:
     """One block of output rows as columns: tasks in input order, PTMs by rank.
 
     Args:
-      names: [n] task names. models: [M] object array of model names.
-      scores: [n, M] scores. top: keep only each task's best ``top`` PTMs (None: all).
+      names: [n] task names. scores: [n, M] scores.
+      top: keep only each task's best ``top`` PTMs (None: all).
     Returns:
-      {"task": [n*k] object, "model": [n*k] object, "score": [n*k] float32, "rank": [n*k] int32}
-      with k = min(top, M).
+      {"task": [n*k] int32 index into ``names``, "model": [n*k] int32 zoo index,
+       "score": [n*k] float32, "rank": [n*k] int32} with k = min(top, M).
     """
     scores = np.asarray(scores, np.float32)
     order = order_from_scores(scores)  # rank order
     k = scores.shape[1] if top is None else max(1, min(int(top), scores.shape[1]))
     order = order[:, :k]
-    return {"task": np.repeat(np.asarray(names, dtype=object), k),
-            "model": models[order].reshape(-1),
+    return {"task": np.repeat(np.arange(len(names), dtype=np.int32), k),
+            "model": order.reshape(-1).astype(np.int32),
             "score": np.take_along_axis(scores, order, axis=1).reshape(-1),
             "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(names))}
 
 
-def csv_text(cols: dict) -> str:
-    """CSV lines (no header) of ``columns(...)``, formatted column-wise by NumPy.
+def _check_plain(kind: str, values: Sequence[str]) -> None:
+    for v in values:
+        if any(ch in v for ch in ',"\n\r'):
+            raise ValueError(f"{kind} name {v!r} needs CSV quoting: install pyarrow or write .parquet")
 
-    Scores are written as the shortest decimal that reads back to the same float32.
+
+def csv_text(names: Sequence[str], models: Sequence[str], cols: dict) -> str:
+    """CSV lines (no header) of ``columns(...)`` without pyarrow: scores as ``%.7g``.
+
     Task and model names may not contain commas, quotes or newlines (checked).
     """
-    task = cols["task"].astype(str)
-    model = cols["model"].astype(str)
-    for name, col in (("task", task), ("model", model)):
-        bad = (np.char.find(col, ",") >= 0) | (np.char.find(col, '"') >= 0) | (np.char.find(col, "\n") >= 0)
-        if bad.any():
-            raise ValueError(f"{name} name {str(col[bad][0])!r} needs CSV quoting; write .parquet instead")
-    score = cols["score"].astype(np.float32).astype(str)
-    line = np.char.add(np.char.add(np.char.add(np.char.add(np.char.add(np.char.add(
-        task, ","), model), ","), score), ","), cols["rank"].astype(str))
-    return "\n".join(line.tolist()) + "\n" if line.size else ""
+    names, models = list(names), list(models)
+    _check_plain("task", names)
+    _check_plain("model", models)
+    prefix = [f"{t},{m}," for t, m in zip(np.asarray(names, dtype=object)[cols["task"]],
+                                             np.asarray(models, dtype=object)[cols["model"]])]
+    scores = map("{:.7g}".format, cols["score"].astype(np.float64).tolist())
+    return "".join(map("{}{},{}\n".format, prefix, scores, cols["rank"].tolist()))
+
+
+def _arrow_table(names, models, cols, schema):
+    """Dictionary-encoded Arrow table: no per-row string objects."""
+    import pyarrow as pa
+
+    return pa.table({"task": pa.DictionaryArray.from_arrays(cols["task"], pa.array(list(names), pa.string())),
+                     "model": pa.DictionaryArray.from_arrays(cols["model"], pa.array(list(models), pa.string())),
+                     "score": cols["score"], "rank": cols["rank"]}, schema=schema)
 
 
 def write_scores(fh, blocks: Iterable[tuple[Sequence[str], np.ndarray]], models: Sequence[str], *,
                  parquet: bool, top: int | None = None) -> None:
     """Writes (names [n], scores [n, M]) blocks to the open binary file ``fh``.
 
-    Parquet needs pyarrow (ValueError otherwise); CSV uses ``csv_text``.
+    Parquet needs pyarrow (ValueError otherwise). CSV goes through pyarrow.csv when pyarrow
+    is installed (names quoted), else through ``csv_text``.
     """
-    models = np.asarray(list(models), dtype=object)
-    if parquet:
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError as e:
+    models = list(models)
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+        import pyarrow.parquet as pq
+    except ImportError as e:
+        if parquet:
             raise ValueError("writing .parquet needs pyarrow (pip install pyarrow); "
                              "use a .csv output instead") from e
-        schema = pa.schema([("task", pa.string()), ("model", pa.string()), ("score", pa.float32()),
-                            ("rank", pa.int32())])
-        with pq.ParquetWriter(fh, schema) as writer:
-            for names, scores in blocks:
-                writer.write_table(pa.table(columns(names, models, scores, top), schema=schema))
+        fh.write((",".join(COLUMNS) + "\n").encode("utf-8"))
+        for names, scores in blocks:
+            fh.write(csv_text(names, models, columns(names, scores, top)).encode("utf-8"))
         return
-    fh.write((",".join(COLUMNS) + "\n").encode("utf-8"))
-    for names, scores in blocks:
-        fh.write(csv_text(columns(names, models, scores, top)).encode("utf-8"))
+    label = pa.dictionary(pa.int32(), pa.string())
+    schema = pa.schema([("task", label), ("model", label), ("score", pa.float32()), ("rank", pa.int32())])
+    with (pq.ParquetWriter(fh, schema) if parquet else pa_csv.CSVWriter(fh, schema)) as writer:
+        for names, scores in blocks:
+            writer.write_table(_arrow_table(names, models, columns(names, scores, top), schema))
