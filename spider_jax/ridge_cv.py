@@ -164,8 +164,8 @@ def default_workers() -> int:
 def cv_accuracy_pairs(pairs, *, num_folds=5, seeds=(0, 1), alphas=(1.0,), workers=None, progress=None):
     """CV accuracies [P, S, K, A] of many (features [N_i, D_i], labels [N_i], C_i) pairs.
 
-    Pairs run one per worker process (``workers`` processes, default: the usable cores;
-    1 runs in this process), each with one BLAS thread. ``progress(n)`` is called as pairs
+    Pairs run one per worker process (``workers`` processes, default: the usable cores,
+    or this process alone when the whole job is under ~2 s), each with one BLAS thread. ``progress(n)`` is called as pairs
     finish. Raises ValueError (naming the pair) on bad input before any work starts.
     """
     import threadpoolctl
@@ -176,7 +176,11 @@ def cv_accuracy_pairs(pairs, *, num_folds=5, seeds=(0, 1), alphas=(1.0,), worker
     out = np.zeros((len(pairs), len(seeds), num_folds, len(alphas)))
     jobs = [(np.asarray(x, np.float32), np.asarray(y, np.int64), int(c), num_folds, tuple(seeds),
              tuple(float(a) for a in alphas)) for x, y, c in pairs]
-    workers = min(workers or default_workers(), max(len(jobs), 1))
+    if workers is None:
+        # Starting processes costs ~1 s: small jobs (under ~2 s of one core) stay here.
+        work = sum(len(seeds) * num_folds * x.shape[0] ** 2 * min(x.shape) * 2.0 for x, *_ in jobs)
+        workers = default_workers() if work > 2e11 else 1
+    workers = min(workers, max(len(jobs), 1))
     if workers <= 1:
         with threadpoolctl.threadpool_limits(1):
             for i, job in enumerate(jobs):
