@@ -83,24 +83,34 @@ def _met(ok: bool) -> str:
 def _section_groundtruth(r):
     f = r["figures"]
     ok = f["met"]
+    idle = 2e3 / f["one_worker_cpu_ms_per_pair"]
     lines = [f"Target: >= {f['target']:.0f} (task, PTM) pairs/s at N=500, D=1280 on 2 cores, exact "
              "against the current probe. " + _met(ok) + f": **{f['pairs_per_s']:.1f} pairs/s** with "
              f"{f['workers']} worker processes = **{f['ratio']:.1f}x** the jitted probe "
              f"({f['baseline_pairs_per_s']:.2f} pairs/s, same run); one worker "
-             f"{f['one_worker_pairs_per_s']:.1f} pairs/s; largest accuracy difference from the jitted "
-             f"probe on the shared pairs {f['max_abs_diff_vs_baseline']:.1g} (float rounding of a mean).",
+             f"{f['one_worker_pairs_per_s']:.1f} pairs/s. Largest accuracy difference from the jitted "
+             f"probe on the shared pairs: {f['max_abs_diff_vs_baseline']:.1g} (float rounding of a mean).",
+             "",
+             f"CPU accounting of the same run: {f['cpu_ms_per_pair']:.0f} ms of CPU per pair with "
+             f"{f['workers']} workers, which kept {f['busy_cores']:.2f} cores busy on average (1-minute "
+             f"load average before the run: {f['load_average_before']:.1f}); "
+             f"{f['one_worker_cpu_ms_per_pair']:.0f} ms per pair in one process, i.e. "
+             f"{idle:.1f} pairs/s if both cores were free.",
              "",
              "How: one [N, N] Gram per fold (a single syrk) and one float32 Cholesky solve per ridge "
              "alpha instead of an eigendecomposition per fold (ssyevd of the 400 x 400 training Gram "
              "costs ~15 Cholesky solves), fold moments from column sums, one BLAS thread per worker "
-             "process (`spider_jax/ridge_cv.py`)."]
+             "process (`spider_jax/ridge_cv.py`). The jitted probe remains the GPU/TPU path "
+             "(`--backend=jax`)."]
     if not ok:
-        lines += ["", "Why not: the protocol fixes 2 seeds x 5 folds = 10 standardisations per pair, each "
-                  "needing its own Gram (0.64 GFLOP at N=500, D=1280) and six 400 x 400 Cholesky "
-                  "factorisations, about 6.4 GFLOP of sgemm plus 60 small factorisations per pair: "
-                  "~100 ms of one core at this CPU's single-thread sgemm rate (~170 GFLOP/s) and "
-                  "potrf's ~35 GFLOP/s at n=400, so ~20 pairs/s is the ceiling of 2 cores; any outside "
-                  "load on the shared machine lands directly in the figure. One seed halves the work."]
+        lines += ["", "Why not: the protocol fixes 2 seeds x 5 folds = 10 standardisations per pair; each "
+                  "needs its own Gram (N^2 D / 2 = 0.16 GFLOP as a syrk, ~3.5 ms here) and six 400 x 400 "
+                  "Cholesky solves (~0.7 ms each: LAPACK potrf runs at ~35 GFLOP/s at this size), "
+                  "~80 ms of the ~100 ms a pair costs one core; standardising, copies and the argmax "
+                  "make the rest. Two idle cores would give about the figure above; on this shared "
+                  "machine other sessions' unlocked work took part of the second core (the busy-cores "
+                  "figure). A probe with one CV seed (the second seed only feeds the noise ceiling) "
+                  "costs half."]
     return lines
 
 
