@@ -15,8 +15,10 @@
 # Steps: (1) smoke training (configs/smoke.py: synthetic bank, labels, 400 steps, eval),
 # then the spider_jax.score CLI on its scorer; (2) benchmarks/metrics_speed.py --quick;
 # (3) the scoring kernels of benchmarks/score_speed.py on the accelerator (its k = 0 fast
-# path vs model.apply, a batch sweep, end-to-end score_tasks); its 1-vs-8 forced host
-# device comparison is CPU-only by design and is not run here.
+# path vs model.apply, a batch sweep, end-to-end score_tasks to CSV, Parquet and --top=5);
+# its 1-vs-8 forced host device comparison is CPU-only by design and is not run here;
+# (4) the ground-truth probe (jax backend) at N=500, D=1280. Its figures are the GPU
+# column of docs/PERFORMANCE.md (benchmarks/run_all.py writes the CPU one).
 # Each step has its own time limit; a failed step is reported and the others still run;
 # the exit status is non-zero when any step failed.
 set -euo pipefail
@@ -133,9 +135,28 @@ for c, sizes in ((10, (32, 256) if quick else (256, 1024, 4096)),
         t = sp._best_time(lambda: fast(params, centres, mask).block_until_ready(), reps)
         line.append(f"batch {b}: {b / t:.0f}")
     print(f"batch-size sweep, C={c}: " + ", ".join(line) + " tasks/s")
-e2e = sp.end_to_end(ranker, 1024 if quick else 32768)
-print(f"end to end (score_tasks: mmap float16 tasks -> sharded step -> parts -> CSV), "
-      f"{e2e['tasks']} tasks of C=10: {e2e['seconds']:.2f} s = {e2e['tasks_per_s']:.0f} tasks/s")
+for name, top in (("scores.csv", None), ("scores.parquet", None), ("scores.csv", 5)):
+    e2e = sp.end_to_end(ranker, 1024 if quick else 131072, out_name=name, top=top)
+    print(f"end to end (score_tasks: mmap float16 tasks -> sharded step -> parts -> {name}"
+          f"{f', --top={top}' if top else ''}), {e2e['tasks']} tasks of C=10: {e2e['seconds']:.2f} s "
+          f"= {e2e['tasks_per_s']:.0f} tasks/s ({e2e['tasks_per_s_after_compile']:.0f} without the "
+          f"{e2e['compile_s']:.1f} s compile)")
+PY
+
+# (4) ground truth (jitted probe) on the accelerator, N=500, D=1280, the CLI's protocol.
+step groundtruth_speed 120 "$PY" - "$QUICK" <<'PY'
+import sys, time
+sys.path.insert(0, ".")
+from benchmarks.groundtruth_speed import make_pairs
+from spider_jax import groundtruth
+quick = sys.argv[1] == "1"
+pairs = make_pairs(8 if quick else 64, n=120 if quick else 500, d=64 if quick else 1280)
+chunk = 8 if quick else 32
+groundtruth.linear_probe(pairs[:chunk], backend="jax", chunk=chunk)   # compile
+t = time.perf_counter()
+groundtruth.linear_probe(pairs, backend="jax", chunk=chunk)
+print(f"ground truth, jitted probe on the device, chunk {chunk}: "
+      f"{len(pairs) / (time.perf_counter() - t):.1f} (task, PTM) pairs/s")
 PY
 
 echo

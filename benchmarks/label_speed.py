@@ -101,6 +101,7 @@ def main():
     ap.add_argument("--jax_tasks", type=int, default=48, help="tasks timed on the JAX side")
     ap.add_argument("--np_pairs", type=int, default=12, help="(task, PTM) pairs timed in NumPy")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
     if args.quick:
         args.jax_tasks, args.np_pairs, args.d, args.n = 16, 4, 256, 200
@@ -156,6 +157,12 @@ def main():
           f" -> {np_total:.1f}s for {args.tasks * m} pairs (extrapolated)")
     print(f"  speed-up: {np_total / jax_total:.1f}x   (max relative metric difference "
           f"JAX vs NumPy on the checked pairs: {worst:.2e})")
+    if args.json:
+        import json
+        with open(args.json, "w") as fh:
+            json.dump({"jax_seconds": jax_total, "numpy_seconds": np_total, "ratio": np_total / jax_total,
+                       "max_rel_diff": worst, "tasks": args.tasks, "models": m,
+                       "shape": f"N={n}, D={d}, C={c}, S={s}"}, fh, indent=1)
 
 
 if __name__ == "__main__":

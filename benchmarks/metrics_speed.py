@@ -156,6 +156,26 @@ def matmul_peak(size=1536, repeats=3):
     return 2.0 * size ** 3 / _time(lambda: f(a), repeats) / 1e9
 
 
+def logme_limits(n, d):
+    """ms per task of LogME's unavoidable pieces on one core: the Gram, eigh with vectors
+    (what LogME runs), and the tridiagonal reduction / eigenvalues alone (the floor of any
+    eigenvector-free exact method, which still needs them)."""
+    f = jnp.asarray(np.random.default_rng(0).normal(size=(n, d)).astype(np.float32))
+    gram_fn = jax.jit(lambda a: a @ a.T)
+    g = gram_fn(f)
+    arr, _, _, taus = jax.jit(jax.lax.linalg.tridiagonal)(g)
+    out = {}
+    for key, fn, args in (
+            ("gram_ms", gram_fn, (f,)), ("eigh_ms", jax.jit(jnp.linalg.eigh), (g,)),
+            ("tridiagonal_ms", jax.jit(jax.lax.linalg.tridiagonal), (g,)),
+            ("eigvalsh_ms", jax.jit(jnp.linalg.eigvalsh), (g,)),
+            ("householder_product_ms", jax.jit(lambda a, t: jax.lax.linalg.householder_product(
+                a[1:, :-1], t)), (arr, taus))):
+        jax.block_until_ready(fn(*args))
+        out[key] = 1e3 * _time(lambda: fn(*args), repeats=3)
+    return out
+
+
 def bench(label, b, n, d, c, z, np_tasks, peak):
     feats, labels, probs = _tasks(b, n, d, c, z)
     src = probs.argmax(-1).astype(np.int32)
@@ -177,6 +197,7 @@ def bench(label, b, n, d, c, z, np_tasks, peak):
         "leep": lambda i: np_leep(probs[i], labels[i], c),
         "nce": lambda i: np_nce(src[i], labels[i], z, c),
     }
+    summary = {}
     print(f"{'metric':8s} {'jax tasks/s':>12s} {'numpy tasks/s':>14s} {'speed-up':>9s} "
           f"{'jax GFLOP/s':>12s} {'% peak':>7s} {'max rel diff':>13s}")
     for name, (fn, args) in jax_fns.items():
@@ -195,23 +216,40 @@ def bench(label, b, n, d, c, z, np_tasks, peak):
             rate = f"{'-':>12s} {'-':>7s}"
         print(f"{name:8s} {jax_tps:12.2f} {np_tps:14.2f} {jax_tps / np_tps:8.1f}x "
               f"{rate} {rel:13.2e}")
+        summary[name] = {"jax_tasks_per_s": jax_tps, "numpy_tasks_per_s": np_tps,
+                         "ratio": jax_tps / np_tps, "max_rel_diff": float(rel)}
+    return summary
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes (seconds)")
+    parser.add_argument("--json", default=None, help="also write the figures here")
     args = parser.parse_args()
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
     print(f"jax {jax.__version__}, devices {jax.devices()}, pinned to core(s) {cores}, "
           f"OPENBLAS/OMP/MKL_NUM_THREADS=1, float32")
     peak = matmul_peak(512 if args.quick else 1536)
     print(f"single-thread jnp float32 matmul peak: {peak:.1f} GFLOP/s")
+    out = {"peak_gflops": peak}
     if args.quick:
-        bench("label-generation batch (quick)", 16, 300, 256, 10, 100, 4, peak)
-        bench("large task (quick)", 1, 1500, 512, 50, 1000, 1, peak)
+        out["batch"] = bench("label-generation batch (quick)", 16, 300, 256, 10, 100, 4, peak)
+        out["large"] = bench("large task (quick)", 1, 1500, 512, 50, 1000, 1, peak)
     else:
-        bench("label-generation batch", 64, 1000, 1024, 20, 1000, 6, peak)
-        bench("large task", 1, 5000, 2048, 100, 1000, 1, peak)
+        out["batch"] = bench("label-generation batch", 16, 1000, 1024, 20, 1000, 6, peak)
+        out["large"] = bench("large task", 1, 5000, 2048, 100, 1000, 1, peak)
+    if not args.quick:
+        out["logme_limits"] = logme_limits(1000, 1024)
+        lim = out["logme_limits"]
+        print(f"\nLogME limits at N=1000, D=1024 (ms per task, one core): Gram {lim['gram_ms']:.1f}, "
+              f"eigh with vectors {lim['eigh_ms']:.1f}, Householder tridiagonalisation alone "
+              f"{lim['tridiagonal_ms']:.1f}, forming its Q {lim['householder_product_ms']:.1f}, "
+              f"jnp.linalg.eigvalsh {lim['eigvalsh_ms']:.1f}")
+    out["batch_shape"] = "16 tasks, N=1000, D=1024, C=20" if not args.quick else "16 tasks, N=300, D=256, C=10"
+    if args.json:
+        import json
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ def get_config():
     config.label = ml_collections.ConfigDict()
     config.label.methods = ("hscore", "nce", "leep", "logme")
     config.label.hscore = "auto"      # auto | plain | regularized (see spider_jax.label)
-    config.label.chunk_size = 8       # tasks per cached chunk (also the vmap batch)
+    config.label.chunk_size = 0       # tasks per cached chunk (also the vmap batch); 0: 8 on CPU,
+                                      # 32 on GPU/TPU (spider_jax.parallel.DEFAULT_BATCH)
     config.label.cache_dir = ""       # default WORKDIR/labels
     # What the scorer learns to rank (spider_jax.probe; issue 11 item 3): "rankagg" (the
     # paper: Copeland over label.methods), "probe" (linear-probe accuracy of every sampled

@@ -18,11 +18,21 @@ the noise ceiling of the ground truth. "spread" = (best - worst mean) / mean fol
 tasks whose models all land within noise (spread < ``--min_spread``) get
 ``"headline": false`` so headline numbers leave them out.
 
-(model, dataset) pairs run batched through one compiled, vmapped function: pairs are
-sorted by size and taken ``chunk`` at a time, padded to the chunk's [N (multiple of 64),
-D, C] with example and class masks (padding changes no accuracy), so equal-sized tasks
-share a compilation. When the padded N < D the dual (kernel) form is used instead, with
-the same solution.
+Two backends compute the same numbers (``backend="auto"`` picks by JAX's default platform):
+
+* ``"numpy"`` (CPU): ``spider_jax.ridge_cv``, one pair per worker process, one Gram per
+  fold and one float32 Cholesky solve per alpha (LAPACK); benchmarks/groundtruth_speed.py
+  times it against the jitted path;
+* ``"jax"`` (GPU/TPU): pairs run batched through one compiled, vmapped function
+  (``cv_accuracy``): pairs are sorted by size and taken ``chunk`` at a time, padded to
+  the chunk's [N (multiple of 64), D, C] with example and class masks (padding changes no
+  accuracy), so equal-sized tasks share a compilation; one eigendecomposition per fold
+  serves every alpha. When the padded N < D the dual (kernel) form is used instead, with
+  the same solution.
+
+``probe_tasks`` takes a batch of tasks as padded arrays with masks ([T, N, D] features,
+[T, N] labels and mask) and returns per-task mean/std accuracy; ``linear_probe`` takes a
+list of ragged pairs.
 """
 
 from __future__ import annotations
@@ -34,24 +44,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from spider_jax import ridge_cv
+from spider_jax.ridge_cv import stratified_folds  # noqa: F401  (part of this module's API)
+
 DEFAULT_ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 PROTOCOL = ("linear-probe transfer accuracy (not fine-tuning): frozen features, stratified {k}-fold CV"
             " of a closed-form ridge classifier on standardised features, alpha chosen from {alphas}"
             " x n_train by mean CV accuracy; mean and std over folds; seeds {seeds}")
-
-
-def stratified_folds(labels: np.ndarray, num_folds: int, seed: int) -> np.ndarray:
-    """Fold id in [0, num_folds) per example, each class spread evenly over the folds.
-
-    Examples are shuffled within each class (numpy Generator(seed)), classes are laid
-    end to end, and the i-th example of that order goes to fold i mod K.
-    """
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    order = np.concatenate([rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)])
-    folds = np.empty(labels.shape[0], np.int32)
-    folds[order] = np.arange(order.size) % num_folds
-    return folds
 
 
 def _fold_accuracy(feats, labels, fold_of, k, example_mask, class_mask, alphas):
@@ -119,30 +118,41 @@ def _pad(a, shape):
     return out
 
 
-def linear_probe(pairs, *, num_folds=5, seeds=(0, 1), alphas=DEFAULT_ALPHAS, chunk=8, progress=None):
+def resolve_backend(backend: str) -> str:
+    """"numpy" on a CPU-only JAX, "jax" on GPU/TPU, for ``backend="auto"``."""
+    if backend == "auto":
+        return "numpy" if jax.default_backend() == "cpu" else "jax"
+    if backend not in ("numpy", "jax"):
+        raise ValueError(f"backend must be 'auto', 'numpy' or 'jax', got {backend!r}")
+    return backend
+
+
+def linear_probe(pairs, *, num_folds=5, seeds=(0, 1), alphas=DEFAULT_ALPHAS, chunk=8, progress=None,
+                 backend="auto", workers=None):
     """Linear-probe CV accuracy for many (features, labels, num_classes) pairs.
 
     Args:
       pairs: list of (features [N_i, D_i], labels [N_i] int, num_classes C_i).
       num_folds, seeds, alphas: CV protocol.
-      chunk: pairs per compiled call (the last chunk is padded by repetition).
+      chunk: pairs per compiled call of the "jax" backend (the last chunk is padded by
+        repetition).
       progress: optional callable(n_done) for a progress bar.
+      backend: "auto", "numpy" (CPU worker processes) or "jax" (jitted; GPU/TPU).
+      workers: worker processes of the "numpy" backend (default: the usable cores).
     Returns:
       [P, S, K, A] float64 accuracies.
     Raises:
       ValueError: non-finite features, labels out of range, or a class with fewer
         examples than folds.
     """
+    pairs = list(pairs)
     if not pairs:
         return np.zeros((0, len(seeds), num_folds, len(alphas)))
+    if resolve_backend(backend) == "numpy":
+        return ridge_cv.cv_accuracy_pairs(pairs, num_folds=num_folds, seeds=seeds, alphas=alphas,
+                                          workers=workers, progress=progress)
     for i, (x, y, c) in enumerate(pairs):
-        y = np.asarray(y)
-        if y.min() < 0 or y.max() >= c:
-            raise ValueError(f"pair {i}: labels outside [0, {c})")
-        if np.bincount(y, minlength=c).min() < num_folds:
-            raise ValueError(f"pair {i}: every class needs >= {num_folds} examples for {num_folds}-fold CV")
-        if not np.all(np.isfinite(np.asarray(x, np.float32))):
-            raise ValueError(f"pair {i}: features contain NaN or Inf")
+        ridge_cv.validate_pair(i, x, y, c, num_folds)
     alphas = jnp.asarray(alphas, jnp.float32)
     # Pairs of similar size share a call (padding to the group's [N, D, C]); N is rounded
     # up to a multiple of 64 so equal-sized tasks reuse one compilation.
@@ -170,6 +180,40 @@ def linear_probe(pairs, *, num_folds=5, seeds=(0, 1), alphas=DEFAULT_ALPHAS, chu
     return np.stack(out)
 
 
+def probe_tasks(feats, labels, mask, num_classes=None, *, num_folds=5, seeds=(0, 1), alphas=DEFAULT_ALPHAS,
+                backend="auto", workers=None, chunk=8, progress=None) -> dict:
+    """Linear-probe ground truth of a batch of tasks given as padded arrays with masks.
+
+    Args:
+      feats: [T, N, D] features; rows where ``mask`` is False are ignored (padded feature
+        columns must be constant, e.g. zeros: they standardise to zeros).
+      labels: [T, N] int labels (values at masked rows are ignored).
+      mask: [T, N] bool, True for the task's real examples.
+      num_classes: [T] ints (default: 1 + the largest real label of each task).
+      num_folds, seeds, alphas, backend, workers, chunk, progress: as ``linear_probe``.
+    Returns:
+      {"mean": [T, S], "std": [T, S] (over folds, at the alpha with the best mean),
+       "alpha": [T, S] that alpha, "acc": [T, S, K, A] every fold's accuracy}.
+    Raises:
+      ValueError: shapes that disagree, or a task's bad input (named by its index).
+    """
+    feats, labels, mask = np.asarray(feats), np.asarray(labels), np.asarray(mask, bool)
+    if feats.ndim != 3 or labels.shape != feats.shape[:2] or mask.shape != labels.shape:
+        raise ValueError(f"feats [T, N, D], labels [T, N] and mask [T, N] disagree: {feats.shape}, "
+                         f"{labels.shape}, {mask.shape}")
+    if num_classes is None:
+        num_classes = [int(y[m].max()) + 1 if m.any() else 0 for y, m in zip(labels, mask)]
+    pairs = [(x[m], y[m], int(c)) for x, y, m, c in zip(feats, labels, mask, num_classes)]
+    acc = linear_probe(pairs, num_folds=num_folds, seeds=seeds, alphas=alphas, chunk=chunk, progress=progress,
+                       backend=backend, workers=workers)
+    stats_ = [summarize(a) for a in acc]
+    return {"mean": np.array([s[0] for s in stats_]).reshape(len(pairs), len(seeds)),
+            "std": np.array([s[1] for s in stats_]).reshape(len(pairs), len(seeds)),
+            "alpha": np.asarray(alphas, np.float64)[np.array([s[2] for s in stats_], int)].reshape(
+                len(pairs), len(seeds)),
+            "acc": acc}
+
+
 def summarize(acc):
     """Per-seed mean/std over folds at the alpha with the best mean.
 
@@ -186,7 +230,8 @@ def summarize(acc):
 
 
 def compute_groundtruth(b, *, num_folds=5, seeds=(0, 1), alphas=DEFAULT_ALPHAS, min_spread=3.0,
-                        datasets=None, include_psi=True, chunk=6, progress=True) -> dict:
+                        datasets=None, include_psi=True, chunk=6, progress=True, backend="auto",
+                        workers=None) -> dict:
     """Ground truth of every dataset of an open bank (see the module docstring).
 
     Returns:
@@ -213,7 +258,7 @@ def compute_groundtruth(b, *, num_folds=5, seeds=(0, 1), alphas=DEFAULT_ALPHAS, 
             info = b.dataset_info(ds)
             pairs.append((np.asarray(x, np.float32), np.asarray(b.labels(ds)), info["num_classes"]))
         acc = linear_probe(pairs, num_folds=num_folds, seeds=seeds, alphas=alphas, chunk=chunk,
-                           progress=bar.update)
+                           progress=bar.update, backend=backend, workers=workers)
         for (ds, name, ref), a in zip(mjobs, acc):
             results[ds, name, ref] = summarize(a)
     bar.close()
@@ -271,7 +316,7 @@ def main(argv):
     start = time.time()
     gt = compute_groundtruth(b, num_folds=f.folds, seeds=seeds, alphas=tuple(float(a) for a in f.alphas),
                              min_spread=f.min_spread, datasets=f.datasets, include_psi=f.include_psi,
-                             chunk=f.chunk)
+                             chunk=f.chunk, backend=f.backend, workers=f.workers)
     bank_lib.write_groundtruth(f.bank, gt, protocol=protocol_text(f.folds, seeds, f.alphas))
     print(format_table(gt, b))
     print(f"wrote {f.bank}/groundtruth.json in {time.time() - start:.0f} s")
@@ -287,8 +332,11 @@ def _define_flags():
     flags.DEFINE_float("min_spread", 3.0, "Tasks with (best-worst)/mean std below this are not headline.")
     flags.DEFINE_list("datasets", None, "Only these datasets (default: all).")
     flags.DEFINE_bool("include_psi", True, "Also probe the psi features (stored as 'reference').")
-    flags.DEFINE_integer("chunk", 6, "(model, dataset) pairs per compiled call (~0.4 GB each at"
-                         " N=2250, D=1280).")
+    flags.DEFINE_integer("chunk", 6, "(model, dataset) pairs per compiled call of the jax backend (~0.4 GB"
+                         " each at N=2250, D=1280).")
+    flags.DEFINE_enum("backend", "auto", ["auto", "numpy", "jax"], "numpy: CPU worker processes (LAPACK);"
+                      " jax: jitted (GPU/TPU); auto: numpy when JAX's platform is CPU.")
+    flags.DEFINE_integer("workers", None, "Worker processes of the numpy backend (default: usable cores).")
     flags.mark_flag_as_required("bank")
 
 

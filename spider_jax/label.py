@@ -170,12 +170,18 @@ def _warn_constant(batch, zoo: Zoo, task_ids) -> None:
                             "metric scores are the no-information values", model, tasks[:10])
 
 
+def chunk_size(config) -> int:
+    """Tasks per label chunk: ``config.label.chunk_size``, or 0 for the platform default
+    (``parallel.default_batch("label")``: 8 on CPU, 32 on GPU/TPU)."""
+    return int(config.label.chunk_size) or parallel.default_batch("label")
+
+
 def fingerprint(zoo: Zoo, config, sampler: TaskSampler, hscore: str) -> dict:
     d = config.data
     meta = dict(zoo=zoo.to_json(), seed=d.seed, min_datasets=d.min_datasets,
                 max_datasets=d.max_datasets, max_classes=sampler.max_classes,
                 examples_per_class=d.examples_per_class, pool=sampler.pool,
-                chunk_size=config.label.chunk_size, methods=list(config.label.methods),
+                chunk_size=chunk_size(config), methods=list(config.label.methods),
                 hscore=hscore, copeland_methods=list(rankagg_available(zoo, config.label.methods)))
     for key in ("min_classes", "min_examples_per_class"):   # only when switched on (old
         if int(d.get(key, 0)):                               # caches keep their hash)
@@ -290,7 +296,7 @@ def label_tasks(bank, config, *, modality: str, cache_dir: str, num_tasks: int |
         _open_cache(cache_dir, meta)
         if with_probe:
             _open_cache(cache_dir, probe_meta, "probe_meta.json")
-    size = int(config.label.chunk_size)
+    size = chunk_size(config)
     starts = list(range(0, num_tasks, size))
 
     def path(s, prefix="chunk"):

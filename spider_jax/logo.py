@@ -337,7 +337,7 @@ def pool_size(bank, modality: str, config) -> tuple[int, list[frozenset]]:
     ``logo.min_train_tasks`` tasks that touch no held-out dataset (with ``logo.refit``
     the fold's final scorer trains on them; else on those also avoiding the validation
     group), at most ``logo.max_pool``."""
-    lcfg, chunk = config.logo, int(config.label.chunk_size)
+    lcfg, chunk = config.logo, label.chunk_size(config)
     cap = int(lcfg.max_pool)
     touched = pool_groups(bank, modality, config, cap)
     gs = sorted(set(dataset_groups(bank.subset(modality)).values()))
@@ -364,12 +364,12 @@ def label_pool(bank, modality: str, config, cache_root: str, *, deadline=None,
     hs = methods.hscore_variant(cfg.label.hscore, sampler.num_examples_max, zoo.max_dim)
     key = label.fingerprint(zoo, cfg, sampler, hs)["hash"]
     cache = os.path.join(cache_root, key)
-    step = int(cfg.label.chunk_size) * int(config.logo.label_chunks_per_call)
+    step = label.chunk_size(cfg) * int(config.logo.label_chunks_per_call)
     done = 0
     while done < n:
         done = min(n, done + step)
         first = not os.path.exists(os.path.join(
-            cache, f"chunk_{(done - 1) // int(cfg.label.chunk_size) * int(cfg.label.chunk_size):07d}.npz"))
+            cache, f"chunk_{(done - 1) // label.chunk_size(cfg) * label.chunk_size(cfg):07d}.npz"))
         if first and _past(deadline):
             raise MoreWork(f"pool labels of {modality}: {done}/{n} tasks")
         out = label.label_tasks(bank, cfg, modality=modality, cache_dir=cache, num_tasks=done,

@@ -169,6 +169,24 @@ def check_batch(global_batch: int, mesh: Mesh) -> None:
                 f"choose a multiple of {shards}")
 
 
+# Default tasks per device per call, by platform. CPU: small batches keep the activations
+# in cache (benchmarks/score_speed.py: 32 tasks per call ran ~2x faster than 256 on the
+# 2-core machine; label chunks of 8 tasks). GPU/TPU: wide batches fill the device (one H200,
+# docs/device_check_h200.log: k=0 scoring 0.77 M tasks/s at 256 per call, 1.57 M at 1024,
+# 2.9 M at 4096; 1024 leaves memory for C=100 tasks). The label figure for GPU/TPU is a
+# memory-based choice ([32, N=500, D=1280] float32 features are 82 MB), not yet swept on a
+# device: benchmarks/device_check.sh prints the label rate to check it.
+DEFAULT_BATCH = {"score": {"cpu": 32, "gpu": 1024, "tpu": 1024},
+                 "label": {"cpu": 8, "gpu": 32, "tpu": 32}}
+
+
+def default_batch(kind: str, platform: str | None = None) -> int:
+    """Default tasks per device per call for ``kind`` ("score" or "label") on ``platform``
+    (default: JAX's default backend; unknown platforms get the CPU value)."""
+    table = DEFAULT_BATCH[kind]
+    return table.get(platform or jax.default_backend(), table["cpu"])
+
+
 def round_up(n: int, multiple: int) -> int:
     """Smallest multiple of ``multiple`` that is >= n."""
     return -(-n // multiple) * multiple

@@ -14,10 +14,14 @@ Tasks input (``--tasks``), two layouts:
 
 Output (``--out``): one row per (task, PTM): ``task, model, score, rank`` (rank 1 =
 best; ties broken by zoo order), CSV, or Parquet when the name ends in ``.parquet`` and
-pyarrow is installed.  Rows are grouped by task in input order, PTMs in rank order.
+pyarrow is installed.  Rows are grouped by task in input order, PTMs in rank order;
+``--top=N`` keeps only each task's N best PTMs.  Reads are prefetched on a thread, part
+files are written by a background thread and the output is built column-wise
+(:mod:`spider_jax.score_io`).
 
 Execution: tasks are cut into fixed-shape global batches of ``batch_size`` (a multiple of
-the mesh's data axis; default 32 per device), sharded over every device of every host
+the mesh's data axis; default per device 32 on CPU, 1024 on GPU/TPU:
+``parallel.DEFAULT_BATCH``), sharded over every device of every host
 (:mod:`spider_jax.parallel`); each host reads only its slice of each batch; the last
 batch is padded with empty tasks whose rows are dropped.  One compile serves the run.
 
@@ -43,15 +47,13 @@ from collections.abc import Sequence
 import jax
 import numpy as np
 
-from spider_jax import atomic, parallel
+from spider_jax import atomic, parallel, score_io
 from spider_jax.inference import ranks_from_scores
 from spider_jax.ranker import Ranker
 
 __all__ = ["TaskSource", "ArrayTasks", "NpzDirTasks", "InMemoryTasks", "open_tasks",
            "score_tasks", "ranks_from_scores", "read_scores"]
 
-
-_PER_DEVICE_BATCH = 32
 
 # ----------------------------------------------------------------------------- sources
 class TaskSource:
@@ -290,7 +292,7 @@ def _check_values(source: TaskSource, chunk: int = 4096) -> None:
 def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int | None = None,
                 part_size: int = 4096, mesh: jax.sharding.Mesh | None = None,
                 progress: bool = True, keep_parts: bool = False,
-                stop_after: int | None = None) -> str | None:
+                stop_after: int | None = None, top: int | None = None) -> str | None:
     """Scores every task of ``source`` for every PTM and writes ``out`` (see module doc).
 
     Args:
@@ -298,13 +300,14 @@ def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int
       source: the tasks.
       out: output path (.csv, or .parquet with pyarrow).
       batch_size: global tasks per step, rounded up to a multiple of the data axis;
-        default 32 per data shard (small batches keep the [B, M, d] activations in
-        cache: on the benchmark CPU 32 tasks per call ran about 2x faster than 256).
+        default ``parallel.default_batch("score")`` per data shard (32 on CPU, 1024 on
+        GPU/TPU).
       part_size: tasks per resumable part file (rounded up to whole batches); a restart
         redoes at most one part.
       mesh: device mesh (default :func:`spider_jax.parallel.make_mesh` over all devices).
       progress: show a tqdm bar (process 0).
       keep_parts: keep ``OUT.parts`` after merging.
+      top: write only each task's ``top`` best PTMs (None: all).
       stop_after: stop after this many newly written parts without merging (simulates an
         interruption; for tests).
 
@@ -316,7 +319,7 @@ def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int
     mesh = parallel.make_mesh() if mesh is None else mesh
     shards = parallel.data_size(mesh)
     if not batch_size:
-        batch_size = _PER_DEVICE_BATCH * shards
+        batch_size = parallel.default_batch("score") * shards
     gbatch = parallel.round_up(max(1, int(batch_size)), shards)
     per_part = max(1, -(-int(part_size) // gbatch))           # batches per part
     num_batches = -(-source.num_tasks // gbatch)
@@ -344,8 +347,8 @@ def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int
         bar = tqdm(total=source.num_tasks, unit="task", desc="scoring",
                    initial=min(source.num_tasks, int(np.sum(done)) * per_part * gbatch))
 
-    def dispatch(b):
-        """Reads this host's slice of batch b and launches the step (asynchronously)."""
+    def read(b):
+        """This host's slice of batch b (padded with empty tasks), checked."""
         lo = b * gbatch + local.start
         hi = min(b * gbatch + local.stop, source.num_tasks)
         centres = np.zeros((local.stop - local.start, source.num_classes, source.psi_dim),
@@ -355,30 +358,45 @@ def score_tasks(ranker: Ranker, source: TaskSource, out: str, *, batch_size: int
             centres[:hi - lo], mask[:hi - lo] = source.read(lo, hi)
             if not np.all(np.isfinite(centres[:hi - lo][mask[:hi - lo]])):
                 raise ValueError(f"tasks {lo}..{hi - 1}: psi class centres contain NaN or Inf")
-        return step(params, *parallel.host_to_global((centres, mask), mesh))
+        return centres, mask
 
-    for p in todo:
-        batches = range(p * per_part, min((p + 1) * per_part, num_batches))
-        results, pending = [], dispatch(batches[0])
-        for b in batches:
-            # Launch the next batch before waiting for this one: reading overlaps compute.
-            nxt = dispatch(b + 1) if b + 1 in batches else None
-            results.append(parallel.global_to_host(pending))
-            pending = nxt
-            if bar is not None:
-                bar.update(min(gbatch, source.num_tasks - b * gbatch))
-        start = batches[0] * gbatch
+    def save(p, results):
+        start = p * per_part * gbatch
         scores = np.concatenate(results, axis=0)[:source.num_tasks - start]
-        if main:
-            atomic.write_npz(_part_path(parts, p), {"scores": scores.astype(np.float32),
-                                                    "start": np.int64(start)})
+        atomic.write_npz(_part_path(parts, p), {"scores": scores.astype(np.float32), "start": np.int64(start)})
+
+    order = [(p, b) for p in todo for b in range(p * per_part, min((p + 1) * per_part, num_batches))]
+    results = {p: [] for p in todo}
+
+    def collect(i, pending, writer):
+        """Fetches the scores of batch order[i]; queues its part's write once complete."""
+        p, b = order[i]
+        results[p].append(parallel.global_to_host(pending))
+        if bar is not None:
+            bar.update(min(gbatch, source.num_tasks - b * gbatch))
+        if i + 1 == len(order) or order[i + 1][0] != p:
+            part = results.pop(p)
+            if main:
+                writer.submit(save, p, part)
+
+    with score_io.BackgroundWriter() as writer:
+        # Batch i's step is launched before batch i-1's scores are fetched (compute overlaps
+        # the host), reads run ahead on a thread, and parts are written in the background.
+        pending = None
+        for i, host in enumerate(score_io.prefetch(read, [b for _, b in order])):
+            launched = step(params, *parallel.host_to_global(host, mesh))
+            if pending is not None:
+                collect(i - 1, pending, writer)
+            pending = launched
+        if pending is not None:
+            collect(len(order) - 1, pending, writer)
     if bar is not None:
         bar.close()
     if stop_after is not None and len(todo) < int(np.sum(~done)):
         return None
     if not main:
         return None
-    _merge(parts, out, source.names(), list(ranker.models), num_parts)
+    _merge(parts, out, source.names(), list(ranker.models), num_parts, top=top)
     if not keep_parts:
         shutil.rmtree(parts, ignore_errors=True)
     return out
@@ -402,60 +420,20 @@ def _check_or_write_meta(parts: str, meta: dict) -> None:
     atomic.write_json(meta_path, meta)
 
 
-def _iter_rows(parts, names, models, num_parts):
-    for b in range(num_parts):
-        with np.load(_part_path(parts, b), allow_pickle=False) as z:
-            scores, start = z["scores"], int(z["start"])
-        ranks = ranks_from_scores(scores)
-        order = np.argsort(ranks, axis=1)
-        yield names[start:start + scores.shape[0]], scores, ranks, order
-
-
 def _merge(parts: str, out: str, names: Sequence[str], models: Sequence[str],
-           num_parts: int) -> None:
+           num_parts: int, top: int | None = None) -> None:
     missing = [b for b in range(num_parts) if not os.path.exists(_part_path(parts, b))]
     if missing:
         raise ValueError(f"{parts}: parts {missing[:5]} are missing; rerun to finish")
-    fd, tmp = atomic.temp_file_beside(os.path.abspath(out))    # mode of a plain open()
-    os.close(fd)
-    try:
-        if out.endswith(".parquet"):
-            _write_parquet(tmp, parts, names, models, num_parts)
-        else:
-            with open(tmp, "w", newline="", encoding="utf-8") as fh:
-                w = csv.writer(fh, lineterminator="\n")
-                w.writerow(["task", "model", "score", "rank"])
-                for tnames, scores, ranks, order in _iter_rows(parts, names, models, num_parts):
-                    for i, t in enumerate(tnames):
-                        w.writerows((t, models[m], f"{scores[i, m]:.7g}", int(ranks[i, m]))
-                                    for m in order[i])
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
+    def blocks():
+        for b in range(num_parts):
+            with np.load(_part_path(parts, b), allow_pickle=False) as z:
+                scores, start = z["scores"], int(z["start"])
+            yield names[start:start + scores.shape[0]], scores
 
-def _write_parquet(path, parts, names, models, num_parts):
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        raise ValueError("writing .parquet needs pyarrow (pip install pyarrow); "
-                         "use a .csv output instead") from e
-    writer = None
-    models = np.asarray(models, dtype=object)
-    for tnames, scores, ranks, order in _iter_rows(parts, names, models, num_parts):
-        n, m = scores.shape
-        table = pa.table({
-            "task": np.repeat(np.asarray(tnames, dtype=object), m),
-            "model": models[order].reshape(-1),
-            "score": np.take_along_axis(scores, order, axis=1).reshape(-1).astype(np.float32),
-            "rank": np.take_along_axis(ranks, order, axis=1).reshape(-1).astype(np.int32)})
-        if writer is None:
-            writer = pq.ParquetWriter(path, table.schema)
-        writer.write_table(table)
-    if writer is not None:
-        writer.close()
+    atomic.atomic_write(out, lambda fh: score_io.write_scores(
+        fh, blocks(), models, parquet=out.endswith(".parquet"), top=top))
 
 
 def read_scores(path: str, models: Sequence[str] | None = None
@@ -495,13 +473,11 @@ def main(argv: Sequence[str]) -> None:
         print("scoring %d tasks (C=%d, D_psi=%d) for %d PTMs on %d devices" % (
                      source.num_tasks, source.num_classes, source.psi_dim, len(ranker.models),
                      jax.device_count()), file=sys.stderr)
-    try:
-        written = score_tasks(ranker, source, fl.out, batch_size=fl.batch_size,
-                              part_size=fl.part_size, keep_parts=fl.keep_parts)
-    except (OSError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+    written = score_tasks(ranker, source, fl.out, batch_size=fl.batch_size,
+                          part_size=fl.part_size, keep_parts=fl.keep_parts, top=fl.top or None)
     if written and parallel.is_main_process():
-        print(f"wrote {source.num_tasks * len(ranker.models)} rows to {written}")
+        rows = source.num_tasks * (min(fl.top, len(ranker.models)) if fl.top else len(ranker.models))
+        print(f"wrote {rows} rows to {written}")
 
 
 def _define_flags() -> None:
@@ -510,10 +486,11 @@ def _define_flags() -> None:
     flags.DEFINE_string("tasks", None, "tasks directory (psi_centres.npy layout or *.npz)")
     flags.DEFINE_string("out", None, "output .csv (or .parquet with pyarrow)")
     flags.DEFINE_integer("batch_size", 0, "global tasks per step, a multiple of the devices "
-                         "(0: 32 per device)")
+                         "(0: per device 32 on CPU, 1024 on GPU/TPU)")
     flags.DEFINE_string("modality", None, "scorer to use when the workdir holds one per modality")
     flags.DEFINE_integer("part_size", 4096, "tasks per resumable part file")
     flags.DEFINE_bool("keep_parts", False, "keep OUT.parts after merging")
+    flags.DEFINE_integer("top", 0, "write only each task's N best PTMs (0: all)")
     flags.mark_flags_as_required(["workdir", "tasks", "out"])
 
 

@@ -194,3 +194,25 @@ def test_two_processes_equal_one(ranker, tmp_path):
                                progress=False)
     np.testing.assert_allclose(score.read_scores(out, NAMES)[2],
                                score.read_scores(single, NAMES)[2], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("out_name", ["top.csv", "top.parquet"])
+def test_top_keeps_each_tasks_best_ptms(ranker, tasks, tmp_path, out_name):
+    """--top=2 writes exactly the first two rows of every task of the full output."""
+    if out_name.endswith(".parquet"):
+        pytest.importorskip("pyarrow")
+    centres, mask = tasks
+    source = score.InMemoryTasks(centres, mask)
+    full = score.score_tasks(ranker, source, str(tmp_path / "all.csv"), batch_size=8, part_size=16,
+                             progress=False)
+    top = score.score_tasks(ranker, source, str(tmp_path / out_name), batch_size=8, part_size=16,
+                            progress=False, top=2)
+    want = [r for r in _rows(full) if int(r["rank"]) <= 2]
+    if top.endswith(".parquet"):
+        import pyarrow.parquet as pq
+        t = pq.read_table(top).to_pydict()
+        got = [dict(task=a, model=b, rank=str(d)) for a, b, d in zip(t["task"], t["model"], t["rank"])]
+        want = [{k: r[k] for k in ("task", "model", "rank")} for r in want]
+    else:
+        got = _rows(top)
+    assert got == want and len(got) == 2 * T
