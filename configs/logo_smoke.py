@@ -1,6 +1,6 @@
 """Seconds-long leave-one-group-out run on a synthetic bank with 4 groups (tests, CI).
 
-  python -m spider_jax.logo --config=configs/logo_smoke.py --workdir=/tmp/logo_smoke
+  python -m spider_jax.logo --config=configs/logo_smoke.py --workdir=runs/logo_smoke
 """
 
 from configs import logo, smoke

@@ -28,7 +28,7 @@ Everything is resumable (evaluation chunks, label chunks, one file per fold, wri
 atomically); ``--deadline_s`` stops after the unit of work that crosses it with exit
 code 75 so a long run continues in the next lock turn::
 
-    while :; do flock /tmp/heavy.lock python -m spider_jax.logo --config=configs/logo.py \\
+    while :; do python -m spider_jax.logo --config=configs/logo.py \\
         --workdir=runs/logo --results_md=docs/RESULTS.md --deadline_s=540; \\
         [ $? -eq 75 ] || break; done
 """
