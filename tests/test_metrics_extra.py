@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-import reference_metrics_extra as ref
+from tests import reference_metrics_extra as ref
 from spider_jax import metrics
 from spider_jax.metrics import _gbc, _lfc, _nleep, _pactran, _sfda, _transrate
 
