@@ -298,7 +298,7 @@ def test_files_get_the_mode_of_a_plain_open(tmp_path, umask_027, ranker):
     for rel in ("manifest.json", bank_lib.labels_path(bank_lib.open_bank(root).datasets[0],
                                                       "train")):
         assert _mode(os.path.join(root, rel)) == want, rel
-    label._save_npz(str(tmp_path / "chunk_0000000.npz"), {"a": np.zeros(2)})
+    atomic.write_npz(str(tmp_path / "chunk_0000000.npz"), {"a": np.zeros(2)})
     assert _mode(tmp_path / "chunk_0000000.npz") == want
     out = str(tmp_path / "s.csv")
     centres = np.random.default_rng(0).normal(size=(10, 3, PSI_DIM)).astype(np.float32)
