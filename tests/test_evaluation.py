@@ -98,7 +98,7 @@ def test_kendall_and_pearson_equal_scipy():
             np.testing.assert_allclose(evaluation.kendall_tau(t, p), kt, rtol=1e-12, atol=1e-12)
         if np.std(t) > 0 and np.std(p) > 0:
             np.testing.assert_allclose(evaluation.pearson(t, p),
-                                       scipy.stats.pearsonr(t, p).statistic, rtol=1e-10)
+                                       scipy.stats.pearsonr(t, p).statistic, rtol=1e-10, atol=1e-12)
 
 
 def test_top1_regret_and_topk_hit():
