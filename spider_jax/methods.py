@@ -385,7 +385,7 @@ def rankagg_scores(batch: Mapping, zoo, *, num_classes: int, hscore: str,
                 cols["nce"][i] = over_tasks(
                     "nce", num_classes=num_classes,
                     num_source_classes=zoo.num_source_classes[i])(probs, labels, mask)
-    nan = jnp.full((t,), jnp.nan, jnp.float32)
+    nan = put(np.full((t,), np.nan, np.float32))                       # explicit transfer
     scores = jnp.stack([jnp.stack([nan if c is None else c.astype(jnp.float32)
                                    for c in cols[name]], axis=-1)
                         for name in RANKAGG_METHODS], axis=1)             # [T, A, M]

@@ -332,7 +332,8 @@ def train_one(config, workdir: str, bank, modality: str, cache: str,
     train_step = make_train_step(model, tx, config.train.loss, mesh, state_sh,
                                  float(config.model.get("residual_l2", 0.0)))
     rows = parallel.host_slice(b)
-    base_rng = jax.random.PRNGKey(config.seed + 1)
+    with jax.transfer_guard("allow"):         # one set-up transfer, before the loop
+        base_rng = jax.random.PRNGKey(config.seed + 1)
     writer = _summary_writer(workdir)
     history, evals = [], []
     ks = tuple(int(k) for k in config.eval.rerank_k)
