@@ -100,5 +100,5 @@ def get_config():
     config.eval.rerank_k = (0, 3)             # Algorithm 2 budgets reported
     # Hybrid re-ranking (spider_jax.hybrid; issue 11 item 5): at each k > 0 also reorder the
     # k = 0 top-k block by this forward-based metric of those k PTMs ("" = off).
-    config.eval.hybrid_metric = "logme"
+    config.eval.hybrid_metric = ""
     return config
