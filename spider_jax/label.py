@@ -243,10 +243,11 @@ def _label_step(sampler, specs, zoo, config, *, step_tasks, num_classes, num_exa
     n = len(specs)
     out = {}
     if probe_scores:
-        put, get = (jax.device_put, jax.device_get) if mesh is None else (
-            functools.partial(parallel.host_to_global, mesh=mesh), parallel.global_to_host)
+        put, get, put_rep = (jax.device_put, jax.device_get, jax.device_put) if mesh is None else (
+            functools.partial(parallel.host_to_global, mesh=mesh), parallel.global_to_host,
+            functools.partial(jax.device_put, device=parallel.replicated(mesh)))
         out["probe_scores"] = probe.probe_batch(
-            batch, zoo, num_classes=num_classes, put=put, get=get,
+            batch, zoo, num_classes=num_classes, put=put, get=get, put_replicated=put_rep,
             **probe.probe_settings(config))[:n]
     if not rankagg:
         return out

@@ -356,7 +356,7 @@ def rankagg_scores(batch: Mapping, zoo, *, num_classes: int, hscore: str,
     """
     labels = put(np.asarray(batch["labels"]))
     mask = put(np.asarray(batch["example_mask"], np.float32))
-    t, m = labels.shape[0], zoo.num_models
+    m = zoo.num_models
     wanted = set(methods)
     cols: dict[str, list] = {name: [None] * m for name in RANKAGG_METHODS}
     hs_name = "regularized_hscore" if hscore == "regularized" else "hscore"
@@ -385,7 +385,8 @@ def rankagg_scores(batch: Mapping, zoo, *, num_classes: int, hscore: str,
                 cols["nce"][i] = over_tasks(
                     "nce", num_classes=num_classes,
                     num_source_classes=zoo.num_source_classes[i])(probs, labels, mask)
-    nan = put(np.full((t,), np.nan, np.float32))                       # explicit transfer
+    # explicit transfer; ``put`` takes this host's rows (multi-process: a slice of the T)
+    nan = put(np.full((len(batch["labels"]),), np.nan, np.float32))
     scores = jnp.stack([jnp.stack([nan if c is None else c.astype(jnp.float32)
                                    for c in cols[name]], axis=-1)
                         for name in RANKAGG_METHODS], axis=1)             # [T, A, M]

@@ -288,7 +288,10 @@ def split_members(model, params):
               if f.name not in ("parent", "name")}
     members = params["members"]
     k = jax.tree.leaves(members)[0].shape[0]
-    return SpiderScorer(**fields), [jax.tree.map(lambda a, i=i: a[i], members) for i in range(k)]
+    # static slices (no index array sent to the device: the transfer-guard tests hold)
+    return SpiderScorer(**fields), [
+        jax.tree.map(lambda a, i=i: jax.lax.index_in_dim(a, i, keepdims=False), members)
+        for i in range(k)]
 
 
 class _Member(SpiderScorer):

@@ -104,7 +104,8 @@ def probe_accuracy(acc):
 
 
 def probe_batch(batch: dict, zoo, *, num_classes: int, folds: int, seeds, alphas,
-                put=jax.device_put, get=jax.device_get) -> np.ndarray:
+                put=jax.device_put, get=jax.device_get, put_replicated=jax.device_put
+                ) -> np.ndarray:
     """Probe accuracy [T, M] float32 of a materialised batch of T tasks.
 
     Args:
@@ -113,13 +114,15 @@ def probe_batch(batch: dict, zoo, *, num_classes: int, folds: int, seeds, alphas
       zoo: the zoo (M PTMs); num_classes: padded C (the batch's class axis).
       folds, seeds, alphas: the CV protocol (:func:`probe_settings`).
       put, get: host -> device (e.g. sharded over the tasks axis) and back.
+      put_replicated: host -> device for the alphas, on the devices ``put`` uses (for a mesh:
+        replicated over it, so no device-to-device copy happens inside the computation).
     """
     labels = np.asarray(batch["labels"], np.int32)
     mask = np.asarray(batch["example_mask"], bool)
     class_mask = np.arange(num_classes)[None, :] < np.asarray(batch["num_classes"])[:, None]
     fold_ids = _fold_ids(labels, mask, folds, seeds)
     args = [put(a) for a in (labels, fold_ids, mask, class_mask)]
-    alphas = jax.device_put(np.asarray(alphas, np.float32))
+    alphas = put_replicated(np.asarray(alphas, np.float32))
     out = []
     for i in range(zoo.num_models):       # one PTM at a time: PTMs of one width share a compile
         feats = put(np.asarray(batch["features"][i], np.float32))

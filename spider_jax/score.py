@@ -473,8 +473,12 @@ def main(argv: Sequence[str]) -> None:
         print("scoring %d tasks (C=%d, D_psi=%d) for %d PTMs on %d devices" % (
                      source.num_tasks, source.num_classes, source.psi_dim, len(ranker.models),
                      jax.device_count()), file=sys.stderr)
-    written = score_tasks(ranker, source, fl.out, batch_size=fl.batch_size,
-                          part_size=fl.part_size, keep_parts=fl.keep_parts, top=fl.top or None)
+    try:          # e.g. OUT.parts left by a run with other flags: a sentence, not a traceback
+        written = score_tasks(ranker, source, fl.out, batch_size=fl.batch_size,
+                              part_size=fl.part_size, keep_parts=fl.keep_parts,
+                              top=fl.top or None)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
     if written and parallel.is_main_process():
         rows = source.num_tasks * (min(fl.top, len(ranker.models)) if fl.top else len(ranker.models))
         print(f"wrote {rows} rows to {written}")

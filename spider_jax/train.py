@@ -333,7 +333,7 @@ def train_one(config, workdir: str, bank, modality: str, cache: str,
                                  float(config.model.get("residual_l2", 0.0)))
     rows = parallel.host_slice(b)
     with jax.transfer_guard("allow"):         # one set-up transfer, before the loop
-        base_rng = jax.random.PRNGKey(config.seed + 1)
+        base_rng = jax.device_put(jax.random.PRNGKey(config.seed + 1), parallel.replicated(mesh))
     writer = _summary_writer(workdir)
     history, evals = [], []
     ks = tuple(int(k) for k in config.eval.rerank_k)
@@ -400,7 +400,7 @@ def train_one(config, workdir: str, bank, modality: str, cache: str,
 
 def _lr(schedule, step: int) -> float:
     """The learning rate of ``step``, computed on the host (logging only)."""
-    with jax.default_device(jax.devices("cpu")[0]), jax.transfer_guard("allow"):
+    with jax.default_device(jax.local_devices(backend="cpu")[0]), jax.transfer_guard("allow"):
         return float(schedule(step))
 
 
@@ -465,6 +465,8 @@ def main(argv):
     try:
         summaries = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
     except (OSError, FloatingPointError, ValueError) as e:   # bad input: no traceback
+        if flags.FLAGS.verbosity >= 1:                       # --verbosity=1: the traceback too
+            raise
         raise SystemExit(f"error: {e}") from None
     if not parallel.is_main_process():
         return

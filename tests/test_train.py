@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from spider_jax import losses, train
+from spider_jax import workdir as workdir_lib
 from configs import smoke
 from tests.tiny import tiny_config
 
@@ -143,6 +144,7 @@ def test_issue11_switches_end_to_end(tmp_path):
     config.ensemble.members = 3
     config.label.supervision = "both"
     config.eval.rerank_k = (0, 3)
+    config.eval.hybrid_metric = "logme"          # off by default (the paper's Algorithm 2)
     workdir = str(tmp_path / "w")
     with jax.transfer_guard("disallow"):       # the switches add no implicit transfer either
         summary = train.train_and_evaluate(config, workdir)["image"]
@@ -150,7 +152,7 @@ def test_issue11_switches_end_to_end(tmp_path):
     final = summary["final"]
     assert {"spider_k0", "spider_k3", "hybrid_k3", "spider_k0_member2"} <= set(final["columns"])
     assert len(final["members"]["spider_k0"]) == 2
-    cache = os.path.join(workdir, "labels")
+    cache = workdir_lib.cache_dir_for(config, workdir, "image")
     assert os.path.exists(os.path.join(cache, "probe_meta.json"))
     assert os.path.exists(os.path.join(cache, "probe_0000000.npz"))
     gate = summary["params"]["members"]["gate_scale"]
