@@ -151,24 +151,28 @@ def _section_metrics(r):
 def _section_score(r):
     f = r["figures"]
     k = f["kernel"][0]
-    lines = [f"Kernel (k=0, 42 PTMs, C=10, batch {k['batch']}, one core): **{k['tasks_per_s']:.0f} tasks/s** "
-             f"= {k['speedup_vs_apply']:.1f}x plain `model.apply` (same run), "
-             f"{100 * k['fraction_of_peak']:.0f}% of the single-thread matmul peak.", ""]
+    lines = [f"Kernel (k=0, 42 PTMs, C=10, batch {k['batch']}, one pinned core): **{k['tasks_per_s']:.0f} "
+             f"tasks/s** ({k['tasks_per_cpu_s']:.0f} per CPU-second) = {k['speedup_vs_apply']:.1f}x plain "
+             f"`model.apply` (same run), {100 * k['fraction_of_peak']:.0f}% of the single-thread matmul "
+             f"rate measured in the run ({f['peak_gflops']:.0f} GFLOP/s).", ""]
     csv = f["end_to_end"].get("csv")
     if csv:
-        ratio = csv["tasks_per_s"] / k["tasks_per_s"]
-        lines.append(f"Target: CLI end to end >= 80% of the kernel's tasks/s on CPU. {_met(ratio >= 0.8)}: "
-                     f"**{100 * ratio:.0f}%** with CSV ({csv['tasks']} tasks, all 42 rows per task, "
-                     f"compile included; {100 * csv['tasks_per_s_after_compile'] / k['tasks_per_s']:.0f}% "
-                     f"without the one {csv['compile_s']:.1f} s compile).")
-        lines += ["", "| output | tasks/s | of kernel | without compile | MB |", "|---|---:|---:|---:|---:|"]
+        ratio = csv["tasks_per_cpu_s"] / k["tasks_per_cpu_s"]
+        lines.append(f"Target: CLI end to end >= 80% of the kernel's tasks/s on CPU (compared per "
+                     f"CPU-second: the process is pinned to one core, and CPU time is what other load on "
+                     f"the shared machine cannot distort). {_met(ratio >= 0.8)}: **{100 * ratio:.0f}%** "
+                     f"with CSV ({csv['tasks']} tasks, all 42 rows per task, compile included); wall "
+                     f"clock {100 * csv['tasks_per_s'] / k['tasks_per_s']:.0f}%.")
+        lines += ["", "| output | tasks/s (wall) | tasks per CPU-s | of kernel (CPU) | without compile | MB |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for key, e in f["end_to_end"].items():
-            lines.append(f"| {key} | {e['tasks_per_s']:.0f} | {100 * e['tasks_per_s'] / k['tasks_per_s']:.0f}% | "
-                         f"{100 * e['tasks_per_s_after_compile'] / k['tasks_per_s']:.0f}% | {e['out_mb']:.0f} |")
+            lines.append(f"| {key} | {e['tasks_per_s']:.0f} | {e['tasks_per_cpu_s']:.0f} | "
+                         f"{100 * e['tasks_per_cpu_s'] / k['tasks_per_cpu_s']:.0f}% | "
+                         f"{100 * e['tasks_per_cpu_s_after_compile'] / k['tasks_per_cpu_s']:.0f}% | "
+                         f"{e['out_mb']:.0f} |")
         if ratio < 0.8:
-            lines += ["", "Why not: on one pinned core the reader and writer threads take their time from "
-                      "the same core as the kernel, and each run pays one XLA compile; the table gives "
-                      "the share of each output format."]
+            lines += ["", "Why not: see the analysis below the table (the per-batch host work of "
+                      "`score_tasks` on the one core the kernel also uses)."]
     return lines
 
 
