@@ -103,14 +103,20 @@ def _section_groundtruth(r):
              "process (`spider_jax/ridge_cv.py`). The jitted probe remains the GPU/TPU path "
              "(`--backend=jax`)."]
     if not ok:
+        slow = f["cpu_ms_per_pair"] / f["one_worker_cpu_ms_per_pair"]
         lines += ["", "Why not: the protocol fixes 2 seeds x 5 folds = 10 standardisations per pair; each "
                   "needs its own Gram (N^2 D / 2 = 0.16 GFLOP as a syrk, ~3.5 ms here) and six 400 x 400 "
                   "Cholesky solves (~0.7 ms each: LAPACK potrf runs at ~35 GFLOP/s at this size), "
-                  "~80 ms of the ~100 ms a pair costs one core; standardising, copies and the argmax "
-                  "make the rest. Two idle cores would give about the figure above; on this shared "
-                  "machine other sessions' unlocked work took part of the second core (the busy-cores "
-                  "figure). A probe with one CV seed (the second seed only feeds the noise ceiling) "
-                  "costs half."]
+                  f"~80 ms of the {f['one_worker_cpu_ms_per_pair']:.0f} ms a pair costs one core; "
+                  "standardising, copies and the argmax make the rest. So one core gives ~10 pairs/s at "
+                  "best, and 20 needs two cores that do not slow each other down. Here they do: with "
+                  f"{f['busy_cores']:.2f} cores busy, a pair took {f['cpu_ms_per_pair']:.0f} ms of CPU "
+                  f"instead of {f['one_worker_cpu_ms_per_pair']:.0f} ms ({slow:.1f}x; the two vCPUs "
+                  "share cache and memory bandwidth, and other sessions' unlocked work shares the "
+                  "cores), so two workers gave "
+                  f"{f['pairs_per_s'] / f['one_worker_pairs_per_s']:.1f}x one. A probe with one CV seed "
+                  "(the second seed only feeds the noise ceiling) costs half; the jitted path on a GPU "
+                  "is the other way to thousands of pairs (benchmarks/device_check.sh measures it)."]
     return lines
 
 
