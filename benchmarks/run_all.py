@@ -103,14 +103,20 @@ def _section_groundtruth(r):
              "process (`spider_jax/ridge_cv.py`). The jitted probe remains the GPU/TPU path "
              "(`--backend=jax`)."]
     if not ok:
+        slow = f["cpu_ms_per_pair"] / f["one_worker_cpu_ms_per_pair"]
         lines += ["", "Why not: the protocol fixes 2 seeds x 5 folds = 10 standardisations per pair; each "
                   "needs its own Gram (N^2 D / 2 = 0.16 GFLOP as a syrk, ~3.5 ms here) and six 400 x 400 "
                   "Cholesky solves (~0.7 ms each: LAPACK potrf runs at ~35 GFLOP/s at this size), "
-                  "~80 ms of the ~100 ms a pair costs one core; standardising, copies and the argmax "
-                  "make the rest. Two idle cores would give about the figure above; on this shared "
-                  "machine other sessions' unlocked work took part of the second core (the busy-cores "
-                  "figure). A probe with one CV seed (the second seed only feeds the noise ceiling) "
-                  "costs half."]
+                  f"~80 ms of the {f['one_worker_cpu_ms_per_pair']:.0f} ms a pair costs one core; "
+                  "standardising, copies and the argmax make the rest. So one core gives ~10 pairs/s at "
+                  "best, and 20 needs two cores that do not slow each other down. Here they do: with "
+                  f"{f['busy_cores']:.2f} cores busy, a pair took {f['cpu_ms_per_pair']:.0f} ms of CPU "
+                  f"instead of {f['one_worker_cpu_ms_per_pair']:.0f} ms ({slow:.1f}x; the two vCPUs "
+                  "share cache and memory bandwidth, and other sessions' unlocked work shares the "
+                  "cores), so two workers gave "
+                  f"{f['pairs_per_s'] / f['one_worker_pairs_per_s']:.1f}x one. A probe with one CV seed "
+                  "(the second seed only feeds the noise ceiling) costs half; the jitted path on a GPU "
+                  "is the other way to thousands of pairs (benchmarks/device_check.sh measures it)."]
     return lines
 
 
@@ -151,24 +157,34 @@ def _section_metrics(r):
 def _section_score(r):
     f = r["figures"]
     k = f["kernel"][0]
-    lines = [f"Kernel (k=0, 42 PTMs, C=10, batch {k['batch']}, one core): **{k['tasks_per_s']:.0f} tasks/s** "
-             f"= {k['speedup_vs_apply']:.1f}x plain `model.apply` (same run), "
-             f"{100 * k['fraction_of_peak']:.0f}% of the single-thread matmul peak.", ""]
+    lines = [f"Kernel (k=0, 42 PTMs, C=10, batch {k['batch']}, one pinned core): **{k['tasks_per_s']:.0f} "
+             f"tasks/s** ({k['tasks_per_cpu_s']:.0f} per CPU-second) = {k['speedup_vs_apply']:.1f}x plain "
+             f"`model.apply` (same run), {100 * k['fraction_of_peak']:.0f}% of the single-thread matmul "
+             f"rate measured in the run ({f['peak_gflops']:.0f} GFLOP/s).", ""]
     csv = f["end_to_end"].get("csv")
     if csv:
-        ratio = csv["tasks_per_s"] / k["tasks_per_s"]
-        lines.append(f"Target: CLI end to end >= 80% of the kernel's tasks/s on CPU. {_met(ratio >= 0.8)}: "
-                     f"**{100 * ratio:.0f}%** with CSV ({csv['tasks']} tasks, all 42 rows per task, "
-                     f"compile included; {100 * csv['tasks_per_s_after_compile'] / k['tasks_per_s']:.0f}% "
-                     f"without the one {csv['compile_s']:.1f} s compile).")
-        lines += ["", "| output | tasks/s | of kernel | without compile | MB |", "|---|---:|---:|---:|---:|"]
+        ratio = csv["tasks_per_cpu_s"] / k["tasks_per_cpu_s"]
+        lines.append(f"Target: CLI end to end >= 80% of the kernel's tasks/s on CPU (compared per "
+                     f"CPU-second: the process is pinned to one core, and CPU time is what other load on "
+                     f"the shared machine cannot distort). {_met(ratio >= 0.8)}: **{100 * ratio:.0f}%** "
+                     f"with CSV ({csv['tasks']} tasks, all 42 rows per task, compile included); wall "
+                     f"clock {100 * csv['tasks_per_s'] / k['tasks_per_s']:.0f}%.")
+        lines += ["", "| output | tasks/s (wall) | tasks per CPU-s | of kernel (CPU) | without compile | MB |",
+                  "|---|---:|---:|---:|---:|---:|"]
         for key, e in f["end_to_end"].items():
-            lines.append(f"| {key} | {e['tasks_per_s']:.0f} | {100 * e['tasks_per_s'] / k['tasks_per_s']:.0f}% | "
-                         f"{100 * e['tasks_per_s_after_compile'] / k['tasks_per_s']:.0f}% | {e['out_mb']:.0f} |")
+            lines.append(f"| {key} | {e['tasks_per_s']:.0f} | {e['tasks_per_cpu_s']:.0f} | "
+                         f"{100 * e['tasks_per_cpu_s'] / k['tasks_per_cpu_s']:.0f}% | "
+                         f"{100 * e['tasks_per_cpu_s_after_compile'] / k['tasks_per_cpu_s']:.0f}% | "
+                         f"{e['out_mb']:.0f} |")
         if ratio < 0.8:
-            lines += ["", "Why not: on one pinned core the reader and writer threads take their time from "
-                      "the same core as the kernel, and each run pays one XLA compile; the table gives "
-                      "the share of each output format."]
+            lines += ["", "Why not: `score_tasks` does its host work per batch of 32 tasks (read and "
+                      "float16 -> float32, device_put of the sharded batch, fetching the scores, part "
+                      "files, the final output) on the same pinned core as the kernel. A CPU profile of "
+                      "its main thread (8,192 tasks, CSV, loaded machine) put 5% in device_put and 2% in "
+                      "writing the output and the rest in waiting for the step: the remaining gap is the "
+                      "step as called from `score_tasks` (host arrays through the sharded jit) against "
+                      "the kernel's best-of-N timing on device-resident arrays; the benchmark's sharded "
+                      "child (below in its printout) gives that step alone."]
     return lines
 
 
