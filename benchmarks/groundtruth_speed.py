@@ -15,7 +15,7 @@ CPU seconds the workers used: on a shared machine the wall-clock rate of 2 worke
 as good as the cores they actually got ("cores busy").
 Target (issues 10 and 15): >= 20 pairs/s on 2 cores.
 
-    flock /tmp/heavy.lock python benchmarks/groundtruth_speed.py [--quick] [--json=PATH]
+    python benchmarks/groundtruth_speed.py [--quick] [--json=PATH]
 """
 
 from __future__ import annotations

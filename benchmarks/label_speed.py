@@ -22,7 +22,7 @@ the printout says so.
 
 Run::
 
-    flock /tmp/heavy.lock python benchmarks/label_speed.py [--quick]
+    python benchmarks/label_speed.py [--quick]
 """
 
 from __future__ import annotations

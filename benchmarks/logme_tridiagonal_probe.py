@@ -12,7 +12,7 @@ cancellation-free form, at ~80 MFLOP per iteration and task).
 Prints the agreement with ``metrics.logme`` and with float64 NumPy LogME, and ms/task of
 both paths on one core.  Run::
 
-    flock /tmp/heavy.lock python benchmarks/logme_tridiagonal_probe.py
+    python benchmarks/logme_tridiagonal_probe.py
 """
 import os
 import sys

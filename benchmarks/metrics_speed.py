@@ -17,7 +17,7 @@ in the same run.
 
 Run (default ~3 min on one core; --quick for a smoke run)::
 
-    flock /tmp/heavy.lock python benchmarks/metrics_speed.py [--quick]
+    python benchmarks/metrics_speed.py [--quick]
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ printed as a throughput ratio.
 
 Run::
 
-    flock /tmp/heavy.lock /work/venv/bin/python benchmarks/score_speed.py [--quick]
+    python benchmarks/score_speed.py [--quick]
 """
 
 from __future__ import annotations
