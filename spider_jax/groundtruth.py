@@ -286,6 +286,15 @@ def compute_groundtruth(b, *, num_folds=5, seeds=(0, 1), alphas=DEFAULT_ALPHAS, 
     return out
 
 
+def merge_entries(old: dict | None, new: dict, protocol: str, datasets) -> dict:
+    """Ground truth to write after computing `new` for some datasets: the entries of an
+    existing ``groundtruth.json`` (`old`) computed with the same protocol for other datasets
+    still in the bank (`datasets`) are kept; a different protocol discards them."""
+    if old is None or old.get("protocol") != protocol:
+        return dict(new)
+    return {d: e for d, e in old["datasets"].items() if d in set(datasets) and d not in new} | new
+
+
 def protocol_text(num_folds, seeds, alphas) -> str:
     return PROTOCOL.format(k=num_folds, alphas=list(alphas), seeds=list(seeds))
 
@@ -311,13 +320,17 @@ def main(argv):
     from spider_jax import bank as bank_lib
 
     f = flags.FLAGS
-    b = bank_lib.open_bank(f.bank, validate=True)
+    # --datasets updates those datasets' entries of a bank that may still be growing (one
+    # modality or network at a time), so only a whole-bank run validates every array.
+    b = bank_lib.open_bank(f.bank, validate=not f.datasets)
     seeds = tuple(int(s) for s in f.seeds)
+    protocol = protocol_text(f.folds, seeds, f.alphas)
     start = time.time()
     gt = compute_groundtruth(b, num_folds=f.folds, seeds=seeds, alphas=tuple(float(a) for a in f.alphas),
                              min_spread=f.min_spread, datasets=f.datasets, include_psi=f.include_psi,
                              chunk=f.chunk, backend=f.backend, workers=f.workers)
-    bank_lib.write_groundtruth(f.bank, gt, protocol=protocol_text(f.folds, seeds, f.alphas))
+    merged = merge_entries(bank_lib.read_groundtruth(f.bank) if f.datasets else None, gt, protocol, b.datasets)
+    bank_lib.write_groundtruth(f.bank, merged, protocol=protocol)
     print(format_table(gt, b))
     print(f"wrote {f.bank}/groundtruth.json in {time.time() - start:.0f} s")
 
@@ -330,7 +343,8 @@ def _define_flags():
     flags.DEFINE_list("seeds", ["0", "1"], "CV seeds; the first gives mean/std, two give seed_tau_w.")
     flags.DEFINE_list("alphas", [str(a) for a in DEFAULT_ALPHAS], "Ridge strengths (x n_train).")
     flags.DEFINE_float("min_spread", 3.0, "Tasks with (best-worst)/mean std below this are not headline.")
-    flags.DEFINE_list("datasets", None, "Only these datasets (default: all).")
+    flags.DEFINE_list("datasets", None, "Only these datasets (default: all); their entries replace"
+                      " those in an existing groundtruth.json of the same protocol, the rest are kept.")
     flags.DEFINE_bool("include_psi", True, "Also probe the psi features (stored as 'reference').")
     flags.DEFINE_integer("chunk", 6, "(model, dataset) pairs per compiled call of the jax backend (~0.4 GB"
                          " each at N=2250, D=1280).")

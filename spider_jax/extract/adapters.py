@@ -16,8 +16,8 @@ Each kind imports its heavy library only when loaded (in the worker):
 * :class:`SpacyAdapter`: a spaCy pipeline's tok2vec token mean and/or static doc vector.
 * :class:`PosteriorAdapter`: a classifier's posterior over its own labels (e.g. language
   ID): log-posterior features plus the posterior as source head.
-* :class:`MultiTapAdapter` (:class:`OnnxMultiTapAdapter`, :class:`HFTextMultiTapAdapter`,
-  :class:`SpacyAdapter`): ONE forward pass of a network
+* :class:`MultiTapAdapter` (:class:`TorchMultiTapAdapter`, :class:`OnnxMultiTapAdapter`,
+  :class:`HFTextMultiTapAdapter`, :class:`SpacyAdapter`): ONE forward pass of a network
   yields several bank members (:class:`Tap`: intermediate layers named like
   ``mobilenet_v2@features.14``, and possibly the modality's psi output), so extraction
   cost grows with networks, not members.
@@ -31,6 +31,7 @@ heavy work once per worker process.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 from typing import Any, Callable, Sequence
@@ -328,27 +329,85 @@ class TorchHookAdapter(Adapter):
 
         self._torch = torch
         self._module = self.build().eval()
-        sub = dict(self._module.named_modules()).get(self.layer)
-        if sub is None:
-            raise ValueError(f"{self.name}: no submodule named {self.layer!r}")
+        sub = _named_submodules(self.name, self._module, [self.layer])[self.layer]
         self._captured = []
         sub.register_forward_hook(lambda _m, _i, out: self._captured.append(out))
 
     def _encode(self, batch):
-        torch = self._torch
-        x = (resize_images(batch, self.image_size) - np.asarray(self.mean, np.float32)) / np.asarray(
-            self.std, np.float32)
-        x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
         self._captured.clear()
-        with torch.inference_mode():
-            out = self._module(x)
-        feats = self._captured[-1]
-        if feats.ndim == 4:
-            feats = feats.mean(dim=(2, 3))
-        probs = None
-        if self.num_source_classes:
-            probs = softmax(out.float().numpy())
-        return feats.reshape(len(batch), -1).float().numpy(), probs
+        out = _torch_forward(self._torch, self._module, batch, self.image_size, self.mean, self.std)
+        feats = _pool_torch(self._captured[-1], len(batch))
+        probs = softmax(out.float().numpy()) if self.num_source_classes else None
+        return feats, probs
+
+
+def _torch_forward(torch, module, batch, image_size, mean, std):
+    """One inference forward of `module` on images resized to `image_size` and normalised."""
+    x = (resize_images(batch, image_size) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    with torch.inference_mode():
+        return module(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
+
+
+def _pool_torch(feats, batch: int) -> np.ndarray:
+    """A hooked module output as [B, D] float32 (4-D maps are global-average pooled)."""
+    if feats.ndim == 4:
+        feats = feats.mean(dim=(2, 3))
+    return feats.reshape(batch, -1).float().numpy()
+
+
+def _named_submodules(name: str, module, wanted) -> dict:
+    """{dotted name: submodule} for `wanted`; a clear error names any that do not exist."""
+    named = dict(module.named_modules())
+    missing = [w for w in wanted if w not in named]
+    if missing:
+        top = [n for n in named if n and "." not in n]
+        raise ValueError(f"{name}: no submodule named {missing} (top-level submodules: {top})")
+    return {w: named[w] for w in wanted}
+
+
+@dataclasses.dataclass
+class TorchMultiTapAdapter(MultiTapAdapter):
+    """A torch module with forward hooks on several submodules: ONE forward serves all taps.
+
+    Each :class:`Tap` key is a dotted submodule name whose output is that member's feature
+    (4-D maps global-average pooled). A tap whose key is in ``logits`` also gets the
+    module's output (``[B, C]`` logits, softmax applied) as its source-head probabilities.
+
+    Attributes:
+      build: picklable callable returning the module (weights loaded).
+      image_size: input side; images are bilinearly resized to it.
+      mean, std: per-channel normalisation applied to [0, 1] RGB inputs.
+      logits: tap keys that carry the module's output as their source head.
+    """
+
+    build: Callable[[], Any] | None = None
+    image_size: int = 224
+    mean: tuple = (0.485, 0.456, 0.406)
+    std: tuple = (0.229, 0.224, 0.225)
+    logits: tuple = ()
+
+    def _load(self):
+        import torch
+
+        self._torch = torch
+        unknown = sorted(set(self.logits) - {t.key for t in self.outputs})
+        if unknown:
+            raise ValueError(f"{self.name}: logits names {unknown}, which are not tap keys")
+        self._module = self.build().eval()
+        self._captured = {}
+        for key, sub in _named_submodules(self.name, self._module, [t.key for t in self.outputs]).items():
+            sub.register_forward_hook(functools.partial(_capture, self._captured, key))
+
+    def _encode_taps(self, batch):
+        self._captured.clear()
+        out = _torch_forward(self._torch, self._module, batch, self.image_size, self.mean, self.std)
+        probs = softmax(out.float().numpy()) if self.logits else None
+        return {t.key: (_pool_torch(self._captured[t.key], len(batch)),
+                        probs if t.key in self.logits else None) for t in self.outputs}
+
+
+def _capture(store: dict, key: str, _module, _inputs, output) -> None:
+    store[key] = output
 
 
 # ----------------------------------------------------------------------------- ONNX

@@ -264,3 +264,22 @@ def build_bank(root: str, models: dict[str, Adapter], psi: dict[str, Adapter],
         json.dump(build_info, f, indent=1)
     os.replace(os.path.join(root, ".build_info.tmp"), os.path.join(root, "build_info.json"))
     return summary
+
+
+def licence_table(models: dict[str, Adapter], psi: dict[str, Adapter], sources: Sequence[Source]) -> str:
+    """Markdown tables of every bank member (ranked and psi) and every dataset, with its
+    licence and source, as the bank manifest will record them."""
+    lines = ["| member | modality | network | dim | source head | licence | description |",
+             "|---|---|---|---|---|---|---|"]
+    for a, as_psi in networks(models, psi):
+        for tap, kind in _routes(a, as_psi):
+            name = tap.name + (" (psi)" if kind == "psi" else "")
+            lines.append(f"| {name} | {a.modality} | {a.name} | {tap.dim} | {tap.num_source_classes or ''} |"
+                         f" {tap.licence or a.licence} | {tap.description or a.description} |")
+    lines += ["", "| dataset | modality | group | pool | examples | classes | licence | source |",
+              "|---|---|---|---|---|---|---|---|"]
+    for s in sources:
+        for t in s.tasks:
+            lines.append(f"| {t.name} | {s.modality} | {s.group} | {t.pool} | {len(t.labels)} |"
+                         f" {len(t.class_names)} | {s.licence} | {s.source} |")
+    return "\n".join(lines) + "\n"

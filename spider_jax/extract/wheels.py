@@ -1,6 +1,6 @@
 """Locating and checking the pinned PyPI wheels the wheel zoo reads its models and data from.
 
-Shared by the image (:mod:`spider_jax.extract.wheelzoo`) and text
+Shared by the image (:mod:`spider_jax.extract.wheelzoo_image`) and text
 (:mod:`spider_jax.extract.wheelzoo_text`) halves of the zoo. Nothing here imports the
 wheels themselves (some import cv2 or TensorFlow, or reach for a hub at import time).
 """
@@ -33,13 +33,25 @@ def check_pins(pins: dict[str, str], names=None) -> None:
         except importlib.metadata.PackageNotFoundError:
             bad.append(f"{dist}=={version} (missing)")
             continue
-        if have.split("+")[0] != version:
+        if not same_version(have, version):
             bad.append(f"{dist}=={version} (found {have})")
     if bad:
         wanted = " ".join(b.split(" ")[0] for b in bad)
         raise RuntimeError(
             "the wheel zoo needs these pinned wheels:\n  " + "\n  ".join(bad) +
             f"\ninstall them with:\n  {INSTALL_LINE}\nor just these:\n  pip install --no-deps {wanted}")
+
+
+def same_version(have: str, pinned: str) -> bool:
+    """Whether an installed version is the pinned one (PEP 440: the fontpkg wheels' metadata
+    says "1.006" for the "1.6" pip installs; a local "+cpu" build tag is ignored)."""
+    from packaging.version import InvalidVersion, Version
+
+    have = have.split("+")[0]
+    try:
+        return Version(have) == Version(pinned)
+    except InvalidVersion:
+        return have == pinned
 
 
 def pkg_dir(module: str, required: bool = True) -> str:
