@@ -93,7 +93,7 @@ def weighted_tau_batched(truth, pred):
     def one(t1, p1):
         order = jnp.lexsort((p1, t1))[::-1]
         rank = jnp.zeros((m,), jnp.int32).at[order].set(jnp.arange(m, dtype=jnp.int32))
-        wr = 1.0 / (rank + 1.0)
+        wr = 1.0 / (rank.astype(jnp.result_type(float)) + 1.0)
         w = wr[:, None] + wr[None, :]
         st = jnp.sign(t1[:, None] - t1[None, :])
         sp = jnp.sign(p1[:, None] - p1[None, :])

@@ -53,7 +53,7 @@ def class_centres(features: jax.Array, labels: jax.Array, example_mask: jax.Arra
       (centres [C, D] float32 (zeros for empty classes), class_mask [C] bool: class has an
       example).
     """
-    onehot = (labels[:, None] == jnp.arange(num_classes)[None, :]) \
+    onehot = (labels[:, None] == jnp.arange(num_classes, dtype=labels.dtype)[None, :]) \
         & (example_mask[:, None] > 0)                                       # [N, C]
     onehot = onehot.astype(jnp.float32)
     counts = onehot.sum(axis=0)                                             # [C]

@@ -98,7 +98,7 @@ def listnet(scores, targets, mask=None, *, temperature: float = 1.0):
 def mse(scores, targets, mask=None):
     """Mean squared error against targets standardised within each list."""
     valid = _mask(scores, mask)
-    n = jnp.maximum(valid.sum(-1, keepdims=True), 1)
+    n = jnp.maximum(valid.sum(-1, keepdims=True), 1).astype(jnp.float32)
     t = targets.astype(jnp.float32)
     mean = jnp.where(valid, t, 0.0).sum(-1, keepdims=True) / n
     var = jnp.where(valid, (t - mean) ** 2, 0.0).sum(-1, keepdims=True) / n
@@ -118,4 +118,4 @@ def ranking_loss(name: str, scores, targets, mask=None):
     if mask is None:
         return per_list.mean()
     live = jnp.asarray(mask, bool).any(-1)
-    return jnp.where(live, per_list, 0.0).sum() / jnp.maximum(live.sum(), 1)
+    return jnp.where(live, per_list, 0.0).sum() / jnp.maximum(live.sum(), 1).astype(per_list.dtype)

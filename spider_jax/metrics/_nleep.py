@@ -85,7 +85,7 @@ def _nleep_jit(features, labels, mask, variance_kept, reg_covar, *, num_classes,
     n_int = jnp.round(n).astype(jnp.int32)
     k_eff = jnp.maximum(jnp.minimum(num_classes, (2 * n_int) // 10), n_int // 10)
     k_eff = jnp.clip(k_eff, 1, num_components)
-    active = jnp.arange(num_components) < k_eff
+    active = jnp.arange(num_components, dtype=k_eff.dtype) < k_eff
 
     # Deterministic init: equal-count strata along the first principal component.
     key = jnp.where(w > 0, z[:, 0], jnp.inf)

@@ -101,7 +101,7 @@ def _sfda_jit(features, labels, mask, *, num_classes, log_likelihood):
     r = jnp.take_along_axis(soft, safe_labels[:, None], axis=1)       # [N, 1]
     num_present = jnp.sum(present)
     sum_means = jnp.sum(jnp.where(present[:, None], means, 0.0), axis=0)
-    others = (sum_means[None, :] - means) / jnp.maximum(num_present - 1, 1)   # [C, D]
+    others = (sum_means[None, :] - means) / jnp.maximum(num_present - 1, 1).astype(means.dtype)
     x_mix = (r * x + (1.0 - r) * others[safe_labels]) * w[:, None]
 
     log_p2, _, _ = _fit_predict(x_mix, labels, o, w, lam)

@@ -86,7 +86,8 @@ def _transrate_jit(features, labels, mask, eps, *, num_classes, variant):
     if variant == "paper":
         class_weight = counts / n
     else:
-        class_weight = (counts > 0) / jnp.sum(counts > 0)
+        present = (counts > 0).astype(counts.dtype)
+        class_weight = present / jnp.sum(present)
     return r_all - jnp.sum(class_weight * r_cls)
 
 

@@ -58,7 +58,8 @@ def _nce_jit(source_labels, labels, mask, *, num_source_classes, num_classes):
     w = _weights(mask, labels.shape[0], jnp.float64 if jax.config.jax_enable_x64
                  else jnp.float32)
     real = w > 0
-    cell = jnp.where(real, labels * num_source_classes + source_labels, 0)
+    cell = jnp.where(real, labels.astype(jnp.int32) * num_source_classes
+                     + source_labels.astype(jnp.int32), 0)
     joint = jax.ops.segment_sum(w, cell, num_segments=num_classes * num_source_classes)
     joint = joint.reshape(num_classes, num_source_classes) / jnp.sum(w)          # [C, Z]
     marginal = jnp.sum(joint, axis=0, keepdims=True)

@@ -128,7 +128,7 @@ def _fixed_point(s, q2, r0, n_real, dim):
     nonzero = s_ > 0
     # N - gamma = (N - #nonzero) + sum_{s_i > 0} alpha / (alpha + beta s_i): an exact
     # integer plus positive terms, so it stays accurate when gamma -> N (N < D, F fits y).
-    n_free = jnp.maximum(n_real - jnp.sum(nonzero), 0.0)
+    n_free = jnp.maximum(n_real - jnp.sum(nonzero).astype(s.dtype), 0.0)
 
     def stats(alpha, beta):
         a, b = alpha[None, :], beta[None, :]
