@@ -35,6 +35,7 @@ code 75 so a long run continues in the next lock turn::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -651,6 +652,15 @@ class _Timer:
         self.data[key] = self.data.get(key, 0.0) + seconds
         _save_json(self.path, self.data)
 
+    @contextlib.contextmanager
+    def stage(self, key: str):
+        """Adds the block's wall seconds, also when it stops early (MoreWork)."""
+        t0 = time.time()
+        try:
+            yield
+        finally:
+            self.add(key, time.time() - t0)
+
 
 def run_logo(config, workdir: str, *, modalities=None, ablation=(), deadline=None,
              progress=True, log=print) -> dict:
@@ -672,21 +682,19 @@ def run_logo(config, workdir: str, *, modalities=None, ablation=(), deadline=Non
             _set(cfg, k, v)
         variants.append((name, cfg))
     for mod in mods:
-        t0 = time.time()
-        ev = label_eval(bank, mod, config, os.path.join(workdir, mod, "eval"),
-                        deadline=deadline, progress=progress, log=log)
-        timer.add(f"{mod}/eval_labels", time.time() - t0)
+        with timer.stage(f"{mod}/eval_labels"):
+            ev = label_eval(bank, mod, config, os.path.join(workdir, mod, "eval"),
+                            deadline=deadline, progress=progress, log=log)
         evals[mod] = ev
         for vname, cfg in variants:
-            t0 = time.time()
-            pool, touched = label_pool(bank, mod, cfg, os.path.join(workdir, mod, "pool"),
-                                       deadline=deadline, progress=progress)
-            timer.add(f"{mod}/pool_labels" + ("" if vname == "main" else f"@{vname}"),
-                      time.time() - t0)
-            t0 = time.time()
+            suffix = "" if vname == "main" else f"@{vname}"
+            with timer.stage(f"{mod}/pool_labels{suffix}"):
+                pool, touched = label_pool(bank, mod, cfg, os.path.join(workdir, mod, "pool"),
+                                           deadline=deadline, progress=progress)
             fdir = os.path.join(workdir, mod, "folds" if vname == "main" else f"folds@{vname}")
-            recs = run_folds(cfg, bank, mod, ev, pool, touched, fdir, deadline=deadline, log=log)
-            timer.add(f"{mod}/folds" + ("" if vname == "main" else f"@{vname}"), time.time() - t0)
+            with timer.stage(f"{mod}/folds{suffix}"):
+                recs = run_folds(cfg, bank, mod, ev, pool, touched, fdir, deadline=deadline,
+                                 log=log)
             folds[(mod, vname)] = recs
             pool_sizes[(mod, vname)] = len(touched)
             if vname == "main":

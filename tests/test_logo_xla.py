@@ -31,6 +31,9 @@ _SCRIPT = textwrap.dedent("""
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
 def test_two_batched_eighs_finish_with_the_guard():
     env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # as the CLI runs: one CPU device (conftest's 8 fake devices make an 8-thread pool)
+    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
+                                if "xla_force_host_platform_device_count" not in f)
     proc = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
                           timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
