@@ -35,6 +35,7 @@ code 75 so a long run continues in the next lock turn::
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -47,8 +48,9 @@ import zlib
 
 import numpy as np
 
-from spider_jax import atomic, evaluation, groundtruth, label, methods, rankagg
+from spider_jax import atomic, groundtruth, label, methods, rankagg
 from spider_jax import workdir as workdir_lib
+from spider_jax.benchmark.scoring import _tau
 from spider_jax.sampler import TaskSampler, TaskSpec
 
 __all__ = ["RULE", "dataset_groups", "EvalTask", "eval_tasks", "label_eval", "pool_groups",
@@ -394,17 +396,6 @@ def _taus(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.asarray([_tau(t, p) for t, p in zip(truth, pred)])
 
 
-def _tau(truth, pred) -> float:
-    """tau_w over the PTMs with a finite score; a constant score ranks nothing: 0."""
-    ok = np.isfinite(pred)
-    if ok.sum() < 2:
-        return float("nan")
-    t, p = truth[ok], pred[ok]
-    if np.ptp(p) == 0 or np.ptp(t) == 0:
-        return 0.0
-    return float(evaluation.weighted_tau(t, p))
-
-
 def train_fold(config, pool: dict, rows, zoo, ev: dict, val_idx, *, stop_at: int = 0,
                log=print) -> dict:
     """Trains one scorer on pool ``rows``; picks the step by k=0 tau_w on ``val_idx``.
@@ -661,6 +652,15 @@ class _Timer:
         self.data[key] = self.data.get(key, 0.0) + seconds
         _save_json(self.path, self.data)
 
+    @contextlib.contextmanager
+    def stage(self, key: str):
+        """Adds the block's wall seconds, also when it stops early (MoreWork)."""
+        t0 = time.time()
+        try:
+            yield
+        finally:
+            self.add(key, time.time() - t0)
+
 
 def run_logo(config, workdir: str, *, modalities=None, ablation=(), deadline=None,
              progress=True, log=print) -> dict:
@@ -672,7 +672,7 @@ def run_logo(config, workdir: str, *, modalities=None, ablation=(), deadline=Non
     bank = workdir_lib.open_bank_for(config, workdir)
     mods = list(modalities or workdir_lib.modalities_for(config, bank))
     timer = _Timer(os.path.join(workdir, "timings.json"))
-    rows, ab_rows, evals, folds = [], [], {}, {}
+    rows, ab_rows, evals, folds, pool_sizes = [], [], {}, {}, {}
     variants = [("main", config)]
     for name in ablation:
         if name not in LOGO_ABLATIONS:
@@ -682,22 +682,21 @@ def run_logo(config, workdir: str, *, modalities=None, ablation=(), deadline=Non
             _set(cfg, k, v)
         variants.append((name, cfg))
     for mod in mods:
-        t0 = time.time()
-        ev = label_eval(bank, mod, config, os.path.join(workdir, mod, "eval"),
-                        deadline=deadline, progress=progress, log=log)
-        timer.add(f"{mod}/eval_labels", time.time() - t0)
+        with timer.stage(f"{mod}/eval_labels"):
+            ev = label_eval(bank, mod, config, os.path.join(workdir, mod, "eval"),
+                            deadline=deadline, progress=progress, log=log)
         evals[mod] = ev
         for vname, cfg in variants:
-            t0 = time.time()
-            pool, touched = label_pool(bank, mod, cfg, os.path.join(workdir, mod, "pool"),
-                                       deadline=deadline, progress=progress)
-            timer.add(f"{mod}/pool_labels" + ("" if vname == "main" else f"@{vname}"),
-                      time.time() - t0)
-            t0 = time.time()
+            suffix = "" if vname == "main" else f"@{vname}"
+            with timer.stage(f"{mod}/pool_labels{suffix}"):
+                pool, touched = label_pool(bank, mod, cfg, os.path.join(workdir, mod, "pool"),
+                                           deadline=deadline, progress=progress)
             fdir = os.path.join(workdir, mod, "folds" if vname == "main" else f"folds@{vname}")
-            recs = run_folds(cfg, bank, mod, ev, pool, touched, fdir, deadline=deadline, log=log)
-            timer.add(f"{mod}/folds" + ("" if vname == "main" else f"@{vname}"), time.time() - t0)
+            with timer.stage(f"{mod}/folds{suffix}"):
+                recs = run_folds(cfg, bank, mod, ev, pool, touched, fdir, deadline=deadline,
+                                 log=log)
             folds[(mod, vname)] = recs
+            pool_sizes[(mod, vname)] = len(touched)
             if vname == "main":
                 rows += task_rows(ev, recs, mod)
             else:
@@ -705,7 +704,8 @@ def run_logo(config, workdir: str, *, modalities=None, ablation=(), deadline=Non
                     r["method"] = f"{r['method']}@{vname}"
                     ab_rows.append(r)
     return {"rows": rows, "ablation_rows": ab_rows, "evals": evals, "folds": folds,
-            "timings": timer.data, "bank": bank, "modalities": mods}
+            "timings": timer.data, "bank": bank, "modalities": mods, "pool_sizes": pool_sizes,
+            "all_modalities": list(workdir_lib.modalities_for(config, bank))}
 
 
 # ----------------------------------------------------------------------------- report
@@ -785,12 +785,69 @@ def _targets(ov: dict) -> list[str]:
         k3 = next((m[k] for k in m if k.startswith("spider_k") and k != "spider_k0"), None)
         if k3 is not None:
             line(k3["tau_w"] >= lm["tau_w"], f"k=3 {_f(k3['tau_w'])} >= LogME {_f(lm['tau_w'])}")
+    static = set(HEAD_METHODS) | {"noise_ceiling"}
+    metric = {k: v for k, v in m.items() if k not in static and not k.startswith("spider_k")
+              and not v.get("partial")}
+    if metric:
+        best = max(metric, key=lambda k: metric[k]["tau_w"])
+        out.append(f"- for reference, the best single metric over all PTMs in this table is "
+                   f"`{best}`: {_cell(metric[best])}, top-1 regret "
+                   f"{_f(metric[best]['regret_pts'], 2)} points (named after the fact: no "
+                   "choice uses it)")
     return out
+
+
+def _scale_lines(summary: dict, evals: dict, folds: dict, config, total_s: float,
+                 pool_sizes: dict, ablation_summary, all_modalities=()) -> list[str]:
+    """What this run covers against the issues' scale targets (met / NOT met, plainly)."""
+    lcfg = config.logo
+    reported = list(lcfg.methods or methods.names())
+    left = [m for m in methods.names() if m not in reported]
+    out = ["## Scale of this run (against the issues' targets)", ""]
+
+    def line(ok, text):
+        out.append(f"- {'met' if ok else '**NOT met**'}: {text}")
+
+    missing = [m for m in all_modalities if m not in summary]
+    if missing:
+        line(False, "every modality of the bank benchmarked: **not run here**: "
+             + ", ".join(missing) + " (this report covers " + ", ".join(summary) + " only)")
+
+    for mod in summary:
+        recs = folds[(mod, "main")]
+        n_train = [r["num_train_tasks"] for r in recs]
+        size = pool_sizes.get((mod, "main"))
+        line(min(n_train) >= 2000, f"{mod}: training pool per fold {min(n_train)}..{max(n_train)} "
+             f"tasks (issue 11: >= 2000; pool of {size} labelled tasks sampled from every "
+             f"dataset, each fold keeps those touching no held-out dataset; "
+             f"`logo.min_train_tasks` = {lcfg.min_train_tasks})")
+        n_ev = summary[mod]["overall"]["num_tasks"]
+        line(n_ev >= 100, f"{mod}: {n_ev} evaluation tasks (issue 10: >= 100)")
+        ms = summary[mod]["overall"]["methods"]
+        if "spider_k0" in ms:
+            hw = {m: (ms[m]["hi"] - ms[m]["lo"]) / 2 for m in ("spider_k0", "logme", "zoo_prior")
+                  if m in ms}
+            line(max(hw.values()) <= 0.05, f"{mod}: 95% CI half-width of the overall mean tau_w "
+                 "<= 0.05 (issue 10): " + ", ".join(f"{m} {v:.3f}" for m, v in hw.items()))
+    if missing:
+        line(False, f"whole LOGO benchmark <= 60 min on 2 cores (issue 11): not measured "
+             f"(only {', '.join(summary)} ran: {total_s / 60:.1f} min of work at this scale)")
+    else:
+        line(total_s <= 3600, f"whole LOGO benchmark <= 60 min on 2 cores (issue 11): "
+             f"{total_s / 60:.1f} min of work at this scale")
+    line(not left, "every metric reported (issue 10)" + (
+        f": left out for time: {', '.join(left)}" if left else ""))
+    out.append(f"- scorer schedule: {lcfg.train_steps} steps of batch {config.train.batch_size}, "
+               f"checkpoint chosen every {lcfg.select_every} steps on the validation group")
+    if not ablation_summary:
+        out.append("- **ablations not run** (issue 11 items 3-5: supervision, prior + residual, "
+                   "ensemble, hybrid re-ranking); switches in docs/SWITCHES.md")
+    return out + [""]
 
 
 def format_markdown(summary: dict, rows: list[dict], evals: dict, folds: dict, *, command: str,
                     machine: dict, timings: dict, config, ablation_summary=None,
-                    figures=()) -> str:
+                    figures=(), pool_sizes=None, all_modalities=()) -> str:
     """docs/RESULTS.md: the LOGO tables, targets, folds, ground truth and runtime."""
     lcfg = config.logo
     md = ["# Model Spider: leave-one-group-out benchmark", "",
@@ -819,13 +876,16 @@ def format_markdown(summary: dict, rows: list[dict], evals: dict, folds: dict, *
           "`largest_first` (feature width). `rankagg`: Copeland over H-Score (variant by the "
           "label rule), NCE, LEEP, LogME where every PTM has the input. † = the method needs a "
           "source head and ranked only the PTMs that have one (not comparable).", ""]
+    timings = {k: v for k, v in timings.items() if k.split("/")[0] in summary}
     total = sum(timings.values())
     md += ["## Runtime", "",
-           f"Whole LOGO benchmark (every fold, both modalities; ablations listed apart): "
+           f"Whole LOGO benchmark (every fold of {', '.join(summary)}; ablations listed apart): "
            f"**{total / 60:.1f} min** of work on this machine (sum of the stages below, "
            "accumulated over resumed pieces; waiting for the shared lock not counted).", "",
            "| stage | seconds |", "|---|---|"]
     md += [f"| {k} | {v:.0f} |" for k, v in timings.items()] + [""]
+    md += _scale_lines(summary, evals, folds, config, total, pool_sizes or {}, ablation_summary,
+                       all_modalities)
     for mod, per in summary.items():
         ev = evals[mod]
         ov = per["overall"]
@@ -914,7 +974,9 @@ def report(res: dict, config, out_dir: str, *, command: str, results_md: str = "
             for mod, per in summary.items()]
     md = format_markdown(summary, res["rows"], res["evals"], res["folds"], command=command,
                          machine=machine_info(), timings=res["timings"], config=config,
-                         ablation_summary=ab, figures=figs)
+                         ablation_summary=ab, figures=figs,
+                         pool_sizes=res.get("pool_sizes"),
+                         all_modalities=res.get("all_modalities", ()))
     _save_json(os.path.join(out_dir, "summary.json"), {"summary": summary, "ablations": ab})
     _save_json(os.path.join(out_dir, "rows.json"), res["rows"] + res["ablation_rows"])
     targets = [os.path.join(out_dir, "results.md")] + ([results_md] if results_md else [])
@@ -926,6 +988,61 @@ def report(res: dict, config, out_dir: str, *, command: str, results_md: str = "
                 shutil.copyfile(f, os.path.join(fig_dir, os.path.basename(f)))
         atomic.write_text(p, md)
     return {"summary": summary, "ablations": ab, "markdown": md, "figures": figs}
+
+
+# ----------------------------------------------------------------------------- XLA:CPU
+def one_thread_lapack_pool(log=None) -> int:
+    """Starts XLA:CPU with a one-thread intra-op pool; returns its thread count.
+
+    Why: jaxlib's batched LAPACK kernels (eigh, Cholesky, LU, QR, triangular solve:
+    ``ParallelBatchMap`` in ``jaxlib/cpu/lapack_kernels.cc``) split a batch into chunks,
+    schedule them on XLA:CPU's intra-op pool and block a pool thread until they finish.
+    When a program holds two independent batched LAPACK calls (TransRate's total and
+    per-class ``eigvalsh`` vmapped over the PTMs of one width), the thunk executor runs
+    both at once; with a pool of two threads (a 2-core machine) both threads block,
+    waiting for chunks that only a free pool thread could run: a deadlock at 0% CPU
+    (seen in the evaluation labels of the text zoo). With one pool thread the kernels
+    run the whole batch inline, so they cannot wait on the pool.
+
+    XLA sizes the pool from the CPU affinity when it first executes, so this pins the
+    process to one CPU, runs one tiny batched ``eigvalsh`` (the pool is created), and
+    restores the affinity of the calling thread and of the threads XLA started (the
+    probe's worker processes keep every core). Call it before any JAX computation; a
+    pool already started is left as is (the count says so).
+    """
+    import glob
+
+    def tids():
+        return {int(os.path.basename(t)) for t in glob.glob("/proc/self/task/*")}
+
+    if not hasattr(os, "sched_setaffinity"):
+        return -1
+    cpus = os.sched_getaffinity(0)
+    before = tids()
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        import jax
+        import jax.numpy as jnp
+
+        jax.block_until_ready(jax.jit(jnp.linalg.eigvalsh)(jnp.eye(4)[None].repeat(2, 0)))
+    finally:
+        os.sched_setaffinity(0, cpus)
+        for tid in tids() - before:
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except OSError:
+                pass
+    names = []
+    for t in glob.glob("/proc/self/task/*/comm"):
+        try:
+            names.append(open(t).read().strip())
+        except OSError:
+            pass
+    n = sum(name == "tf_XLAEigen" for name in names)
+    if n > 1 and log is not None:
+        log(f"warning: XLA:CPU intra-op pool already has {n} threads; batched LAPACK calls "
+            "may deadlock on a 2-core machine")
+    return n
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -955,6 +1072,7 @@ def main(argv):
     command = "python -m spider_jax.logo " + " ".join(a for a in sys.argv[1:]
                                                        if not a.startswith("--deadline_s"))
     deadline = time.time() + f.deadline_s if f.deadline_s > 0 else None
+    one_thread_lapack_pool(log=print)
     try:
         res = run_logo(f.config, f.workdir, modalities=f.modalities or None,
                        ablation=tuple(f.ablation), deadline=deadline)
