@@ -83,6 +83,7 @@ def test_anchor_rows_reproduce_rankagg_0716():
     assert round(float(np.mean(a["table"]["LogME"])), 3) == 0.678
 
 
+@pytest.mark.slow
 def test_benchmark_end_to_end_on_synthetic_bank(tmp_path):
     config = tiny_config()
     wd, out = str(tmp_path / "wd"), str(tmp_path / "out")

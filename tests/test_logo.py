@@ -111,6 +111,7 @@ def test_eval_tasks_are_seeded_subsets_of_one_dataset(tmp_path):
 
 
 # ----------------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_every_held_out_task_once_and_no_training_task_touches_its_group(run):
     cfg, wd, res = run
     ev = res["evals"]["image"]
@@ -137,6 +138,7 @@ def test_every_held_out_task_once_and_no_training_task_touches_its_group(run):
     assert {"spider_k0", "spider_k3", "rankagg", "zoo_prior", "largest_first", "logme"} <= methods
 
 
+@pytest.mark.slow
 def test_eval_ground_truth_is_the_probe_on_the_task_rows(run):
     cfg, wd, res = run
     ev = res["evals"]["image"]
@@ -153,6 +155,7 @@ def test_eval_ground_truth_is_the_probe_on_the_task_rows(run):
                                    atol=1e-6)
 
 
+@pytest.mark.slow
 def test_zoo_prior_uses_training_groups_only(run):
     _, _, res = run
     ev = res["evals"]["image"]
@@ -165,6 +168,7 @@ def test_zoo_prior_uses_training_groups_only(run):
         assert tr[0]["tau_w"] == pytest.approx(evaluation.weighted_tau(ev["truth"][i], prior))
 
 
+@pytest.mark.slow
 def test_no_leakage_held_out_truth_changes_nothing_in_the_fold(run, tmp_path):
     cfg, wd, res = run
     bank = workdir_lib.open_bank_for(cfg, wd)
@@ -187,6 +191,7 @@ def test_no_leakage_held_out_truth_changes_nothing_in_the_fold(run, tmp_path):
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_resumable_with_deadline_and_report(run, tmp_path):
     cfg, wd, res = run
     with pytest.raises(logo.MoreWork):

@@ -227,7 +227,8 @@ def test_smoke_trained_workdir_end_to_end(tmp_path):
         ranker_lib.Ranker.from_workdir(workdir)
 
 
-@pytest.mark.parametrize("members,gate_refs", [(1, 0), (1, 6), (3, 6)])
+@pytest.mark.parametrize("members,gate_refs", [(1, 0), (1, 6),
+                                               pytest.param(3, 6, marks=pytest.mark.slow)])
 def test_fast_path_equals_model_apply_prior_residual(members, gate_refs):
     """Prior + gated residual and ensembles: the folded k = 0 path is still model.apply."""
     r = make_ranker(members=members, prior_residual=True, gate_refs=gate_refs,

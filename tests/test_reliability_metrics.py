@@ -16,7 +16,7 @@ import pytest
 from scipy import optimize
 
 from spider_jax import bank as bank_lib
-from spider_jax import label, metrics, synthetic
+from spider_jax import label, methods, metrics, synthetic
 from spider_jax.methods import RANKAGG_METHODS
 from tests import reference_metrics as ref
 
@@ -80,6 +80,28 @@ def test_logme_equals_maximum_evidence_at_every_scale():
     raw = ref.logme_ref(f, y, C, normalise=False)
     np.testing.assert_allclose(raw, want, rtol=1e-3)
 
+
+@pytest.mark.parametrize("n,d", [(20, 1280), (12, 640)])
+def test_logme_finite_when_the_features_interpolate_the_labels(n, d):
+    # N <= rank F with well-separated classes (few examples of a wide PTM, common in
+    # sampled tasks): every one-hot target is fitted exactly and the evidence has no
+    # finite maximum; float32 beta overflowed to NaN, which ranked the PTM *last* in
+    # Copeland (seen on the wheel zoo's 1280-wide heads). It must stay finite at every
+    # feature scale, batched too, and tighter classes must not score lower.
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % C
+    centres, noise = rng.normal(size=(C, d)), rng.normal(size=(n, d))
+    scores = {}
+    for spread in (0.3, 0.1, 0.03):
+        f = (centres[y] + spread * noise).astype(np.float32)
+        vals = [float(metrics.logme(f * c, y, num_classes=C)) for c in (1e-3, 1.0, 1e3)]
+        assert np.all(np.isfinite(vals)), (spread, vals)
+        np.testing.assert_allclose(vals, vals[1], rtol=1e-3)
+        batched = methods.over_tasks("logme", num_classes=C)(
+            f[None], y[None], np.ones((1, n), np.float32))
+        np.testing.assert_allclose(np.asarray(batched)[0], vals[1], rtol=1e-4)
+        scores[spread] = vals[1]
+    assert scores[0.03] >= scores[0.1] >= scores[0.3], scores
 
 def test_logme_regression_scale_invariant():
     rng = np.random.default_rng(3)

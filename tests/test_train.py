@@ -129,6 +129,7 @@ def test_training_and_labelling_loops_make_no_implicit_transfer(tmp_path):
     assert np.isfinite([h["loss"] for h in s["history"]]).all()
 
 
+@pytest.mark.slow
 def test_issue11_switches_end_to_end(tmp_path):
     """Probe + RankAgg supervision, prior + gated residual, a 3-member ensemble and the hybrid
     re-ranking train, evaluate, checkpoint and restore into a Ranker whose folded k = 0 path

@@ -122,6 +122,7 @@ def _fixed_point(s, q2, r0, n_real, dim):
     dtype = q2.dtype
     t = q2.shape[1]
     tiny = jnp.finfo(dtype).tiny
+    big = jnp.finfo(dtype).max ** 0.25
     n_missing = dim - s.shape[0]                           # zero eigenvalues not in s
     s_ = s[:, None]
 
@@ -144,9 +145,18 @@ def _fixed_point(s, q2, r0, n_real, dim):
         gamma, n_minus_gamma, m2_new, res_new = stats(alpha, beta)
         alpha_new = gamma / jnp.maximum(m2_new, tiny)
         beta_new = n_minus_gamma / jnp.maximum(res_new, tiny)
+        # A target the features interpolate (N <= rank F, e.g. 20 examples of a 1280-wide
+        # PTM) has no finite optimum: beta grows without bound and overflows to NaN,
+        # which would rank the PTM last. Stop at the last iterate that keeps beta below
+        # max float ** (1/4) (beta is the targets' noise precision: one-hot or z-scored
+        # targets, so this is a noise variance ~1e-9 in float32, and beta^2 s q2 cannot
+        # overflow); the evidence there is large and finite, as it should be for a PTM
+        # whose features fit the labels exactly.
+        ok = (beta_new < big) & jnp.isfinite(alpha_new)
         lam, lam_new = alpha / beta, alpha_new / beta_new
-        done = jnp.abs(lam_new - lam) / lam <= TOL
-        upd = lambda new, old: jnp.where(active, new, old)  # noqa: E731
+        done = (jnp.abs(lam_new - lam) / lam <= TOL) | ~ok
+        take = active & ok
+        upd = lambda new, old: jnp.where(take, new, old)  # noqa: E731
         return (upd(alpha_new, alpha), upd(beta_new, beta), upd(m2_new, m2),
                 upd(res_new, res), active & ~done)
 
