@@ -82,6 +82,10 @@ LOGO_ABLATIONS: dict[str, dict] = {
     "sup_logme": {"label.methods": ("logme",)},
     "loss_listnet": {"train.loss": "listnet"},
     "fixed_shots_classes": {"data.min_classes": 0, "data.min_examples_per_class": 0},
+    # issue 11 item 4: a learned per-PTM prior plus the transformer's task-dependent
+    # residual (docs/SWITCHES.md), without the distance gate (its calibration lives in
+    # train.train_one, not in the fold loop)
+    "prior_residual": {"model.prior_residual": True, "model.gate_refs": 0},
 }
 
 EXIT_MORE_WORK = 75
