@@ -17,9 +17,9 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # does not step an optax optimizer: optax 0.2.8's Adam bias correction mixes its int step
 # count with float moments, which only standard promotion allows.
 OPTAX_TESTS = {"test_train", "test_prior", "test_ranker", "test_score", "test_distributed",
-               "test_add_model", "test_owndata", "test_benchmark", "test_logo", "test_hybrid",
-               "test_reliability_io", "test_parallel", "test_probe", "test_plots",
-               "test_config_check", "test_logo_smoke"}
+               "test_add_model", "test_owndata", "test_benchmark", "test_logo",
+               "test_reliability_io", "test_parallel", "test_plots",
+               "test_config_check"}
 
 
 @pytest.fixture(autouse=True)

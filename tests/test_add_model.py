@@ -13,6 +13,7 @@ import pytest
 from spider_jax import add_model, bank as bank_lib, label, synthetic, train
 from spider_jax import workdir as workdir_lib
 from spider_jax.ranker import Ranker
+from tests.tiny import file_snapshot
 
 NEW = "ptm02"
 
@@ -31,16 +32,6 @@ def _config(bank_dir):
     return c
 
 
-def _tree_files(root):
-    out = {}
-    for d, _, files in os.walk(root):
-        for f in files:
-            p = os.path.join(d, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, root)] = fh.read()
-    return out
-
-
 @pytest.fixture(scope="module")
 def extended(tmp_path_factory):
     root = tmp_path_factory.mktemp("add_model")
@@ -51,7 +42,7 @@ def extended(tmp_path_factory):
     old = str(root / "old")
     view = bank.select_models([m for m in bank.models if m != NEW])
     train.train_one(config, old, view, "image", os.path.join(old, "labels"))
-    before = _tree_files(old)
+    before = file_snapshot(old)
     res = add_model.add_model(old, bank_dir, NEW, out=str(root / "new"), num_steps=30,
                               progress=False)
     return {"root": root, "old": old, "new": str(root / "new"), "res": res, "bank": bank,
@@ -59,7 +50,7 @@ def extended(tmp_path_factory):
 
 
 def test_original_untouched_and_extended_run_loads(extended):
-    assert _tree_files(extended["old"]) == extended["before"]
+    assert file_snapshot(extended["old"]) == extended["before"]
     new = Ranker.from_workdir(extended["new"])
     assert new.models == ("ptm00", "ptm01", "ptm02", "ptm03", "ptm04")
     assert new.dims == (16, 24, 40, 12, 16)

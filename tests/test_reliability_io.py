@@ -16,6 +16,7 @@ from spider_jax import atomic
 from spider_jax import bank as bank_lib
 from spider_jax import label, score, synthetic
 from tests.ranker_fixtures import NAMES, PSI_DIM, make_ranker
+from tests.tiny import file_snapshot
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -53,16 +54,6 @@ def run(tmp_path_factory):
     return config, workdir
 
 
-def _snapshot(root):
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            p = os.path.join(dirpath, f)
-            with open(p, "rb") as fh:
-                out[os.path.relpath(p, root)] = fh.read()
-    return out
-
-
 def _cli(module, *args):
     env = dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu")
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
@@ -83,7 +74,7 @@ def test_resume_with_another_config_refuses_and_writes_nothing(run, tmp_path):
     config, workdir = run
     copy = str(tmp_path / "w")
     shutil.copytree(workdir, copy)
-    before = _snapshot(copy)
+    before = file_snapshot(copy)
     other = _tiny_config(config.bank_dir)
     other.model.d = 32                                   # another model width
     other.optim.lr = 5e-4
@@ -93,7 +84,7 @@ def test_resume_with_another_config_refuses_and_writes_nothing(run, tmp_path):
     assert "config.model.d: 16 (stored) != 32 (now)" in msg
     assert "config.optim.lr: 0.001 (stored) != 0.0005 (now)" in msg
     assert "nothing was written" in msg
-    assert _snapshot(copy) == before                      # config.json etc. untouched
+    assert file_snapshot(copy) == before                      # config.json etc. untouched
     ranker.Ranker.from_workdir(copy)                      # the run still loads
     # Logging cadence may change on resume: the same run resumes (nothing to train).
     same = _tiny_config(config.bank_dir)

@@ -1,4 +1,7 @@
-"""A seconds-long variant of the smoke config (3 PTMs, 5 datasets), shared by tests."""
+"""Shared by tests: a seconds-long variant of the smoke config (3 PTMs, 5 datasets) and a
+byte snapshot of a directory tree."""
+
+import os
 
 from configs import smoke
 
@@ -17,3 +20,14 @@ def tiny_config():
     config.train.log_every = 100
     config.eval.max_examples_per_class = 12
     return config
+
+
+def file_snapshot(root: str) -> dict[str, bytes]:
+    """{path relative to root: bytes} of every file under ``root`` (to show nothing changed)."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, root)] = fh.read()
+    return out
