@@ -42,5 +42,9 @@ def get_config():
         select_every=150,
         num_boot=2000,            # bootstrap resamples for the 95% CIs
         refit=True,               # retrain at the chosen step on all non-held-out tasks
+        # issue 11 item 4: z(zoo prior) + w z(transformer), w chosen on the validation group
+        anchor_weights=(0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0),
+        rerank_k=(1, 3, 5),       # budgets of the paper's re-ranking and the hybrid
+        hybrid_metric="logme",    # the hybrid's metric on the top-k PTMs' own features
     )
     return config

@@ -60,19 +60,24 @@ __all__ = ["RULE", "dataset_groups", "EvalTask", "eval_tasks", "label_eval", "po
 RULE = ("No leakage (nested leave-one-group-out): for held-out group g the scorer never sees "
         "a task that touches g; a validation group v (the next training group in sorted "
         "order) is carved out of the training groups; the scorer is trained on pool tasks "
-        "touching neither g nor v, and its checkpoint (training step, every "
-        "{every} steps up to {steps}) is the one with the best mean k=0 tau_w on v's "
-        "evaluation tasks. {refit}The zoo prior uses only the "
-        "ground truth of the training groups. No choice reads a held-out score.")
+        "touching neither g nor v. Two choices are made on v's evaluation tasks, by the best "
+        "mean k=0 tau_w: the training step (every {every} steps up to {steps}) of the "
+        "transformer alone (`spider_raw_*`), and the (step, weight w) of the prior-anchored "
+        "score z(zoo prior) + w z(transformer), w in {weights} (inf: the transformer "
+        "alone), with the zoo prior of the groups other than g and v (`spider_k*`, "
+        "`hybrid_k*`). {refit}The zoo prior of the held-out evaluation uses only the ground "
+        "truth of the training groups (every group but g). No choice reads a held-out score.")
 
 def rule_text(config) -> str:
     """:data:`RULE` for this config (printed in the report)."""
     lcfg = config.logo
     refit = ("The fold's scorer is then retrained with the same schedule on every pool task "
-             "that touches no dataset of g (v included) and stopped at the chosen step; that "
-             "scorer is evaluated on g. " if lcfg.refit else
+             "that touches no dataset of g (v included) and stopped at the chosen steps; "
+             "those scorers are evaluated on g. " if lcfg.refit else
              "That scorer is evaluated on g. ")
-    return RULE.format(every=lcfg.select_every, steps=lcfg.train_steps, refit=refit)
+    weights = ", ".join(f"{float(w):g}" for w in lcfg.get("anchor_weights", ())) or "none"
+    return RULE.format(every=lcfg.select_every, steps=lcfg.train_steps, refit=refit,
+                       weights="{" + weights + ", inf}")
 
 
 # Ablations of the LOGO benchmark: name -> config overrides (dotted keys), each a full
@@ -86,7 +91,13 @@ LOGO_ABLATIONS: dict[str, dict] = {
     # residual (docs/SWITCHES.md), without the distance gate (its calibration lives in
     # train.train_one, not in the fold loop)
     "prior_residual": {"model.prior_residual": True, "model.gate_refs": 0},
+    # issue 11 item 3: linear-probe labels of every pool task (the ground truth's protocol)
+    "sup_probe": {"label.supervision": "probe"},
+    "sup_both": {"label.supervision": "both"},
+    # issue 11 item 4: three seeds trained at once; members alone are reported too
+    "ensemble3": {"ensemble.members": 3},
 }
+ISSUE11_ABLATIONS = ("sup_probe", "sup_both", "prior_residual", "ensemble3")
 
 EXIT_MORE_WORK = 75
 
@@ -400,13 +411,42 @@ def _taus(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.asarray([_tau(t, p) for t, p in zip(truth, pred)])
 
 
-def train_fold(config, pool: dict, rows, zoo, ev: dict, val_idx, *, stop_at: int = 0,
-               log=print) -> dict:
-    """Trains one scorer on pool ``rows``; picks the step by k=0 tau_w on ``val_idx``.
+def _z(x: np.ndarray) -> np.ndarray:
+    """Per-task z-scores over the PTMs (last axis); a constant row gives zeros."""
+    x = np.asarray(x, np.float64)
+    sd = x.std(axis=-1, keepdims=True)
+    return (x - x.mean(axis=-1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
 
-    The schedule is always that of ``logo.train_steps`` steps; ``stop_at`` > 0 stops
-    there and keeps that step (a refit at a step chosen before).
-    Returns {"params" (host numpy, best step), "step", "curve" [(step, val tau_w, loss)]}.
+
+def anchored(prior: np.ndarray, raw: np.ndarray, weight: float) -> np.ndarray:
+    """The prior-anchored score of issue 11 item 4: ``z(prior) + weight * z(raw)`` per task
+    (``weight`` = inf: the transformer alone; 0: the zoo prior alone)."""
+    if np.isinf(weight):
+        return np.asarray(raw, np.float64)
+    return _z(prior)[None] + float(weight) * _z(raw)
+
+
+def fold_prior(ev: dict, exclude) -> np.ndarray:
+    """Each PTM's mean ground-truth accuracy over the evaluation tasks whose group is not
+    in ``exclude`` (the zoo prior of a fold's training groups)."""
+    idx = [i for i, t in enumerate(ev["tasks"]) if t.group not in set(exclude)]
+    return ev["truth"][idx].mean(axis=0) if idx else np.zeros(ev["truth"].shape[1])
+
+
+def train_fold(config, pool: dict, rows, zoo, ev: dict, val_idx, *, prior=None, keep=(),
+               log=print) -> dict:
+    """Trains one scorer on pool ``rows`` and chooses on the validation tasks ``val_idx``.
+
+    Every ``logo.select_every`` steps (schedule of ``logo.train_steps``) the k=0 scores of
+    the validation tasks give two choices: the step with the best mean tau_w of the
+    transformer alone ("raw"), and the (step, weight) with the best mean tau_w of
+    :func:`anchored` (``prior``: the zoo prior of the training groups; weights
+    ``logo.anchor_weights``, inf = the transformer alone).
+    ``keep`` (a refit at steps chosen before): train up to ``max(keep)`` and return
+    {"params_at": {step: params}} without choosing.
+    Returns {"raw": {"step", "val", "params"}, "anchor": {"step", "weight", "val",
+    "params"}, "curve" [(step, raw val tau_w, loss, anchored val tau_w, its weight)],
+    "model"}.
     """
     import jax
 
@@ -418,6 +458,7 @@ def train_fold(config, pool: dict, rows, zoo, ev: dict, val_idx, *, stop_at: int
     b = int(config.train.batch_size)
     total = int(config.logo.train_steps)
     every = int(config.logo.select_every)
+    weights = [float(w) for w in config.logo.get("anchor_weights", ())] + [float("inf")]
     tx, _ = train.make_optimizer(config, total)
     mesh = parallel.make_mesh(devices=jax.devices()[:1])
     state, sh = train.create_state(model, tx, zoo, labels["class_mask"].shape[1],
@@ -426,33 +467,78 @@ def train_fold(config, pool: dict, rows, zoo, ev: dict, val_idx, *, stop_at: int
     rng = jax.random.PRNGKey(int(config.seed) + 1)
     val_truth = ev["truth"][np.asarray(val_idx)] if len(val_idx) else None
     val_batch = _eval_batch(ev, val_idx) if len(val_idx) else None
-    best, curve = None, []
+    keep = sorted({int(s) for s in keep})
+    raw = anchor = None
+    curve, params_at = [], {}
     if len(labels["rank_labels"]) < b:
         raise ValueError(f"only {len(labels['rank_labels'])} training tasks for this fold")
-    for step in range(stop_at or total):
+    for step in range(keep[-1] if keep else total):
         batch = train.make_batch(labels, step, config, zoo.num_models)
         state, m = step_fn(state, parallel.host_to_global(batch, mesh), rng)
         done = step + 1
-        if done == stop_at:
-            loss = float(m["loss"])
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"loss {loss} at step {done}")
-            return {"params": jax.tree.map(np.asarray, state["params"]), "step": done,
-                    "curve": [(done, float("nan"), loss)], "model": model}
-        if done % every == 0 or done == total:
-            loss = float(m["loss"])
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"loss {loss} at step {done}")
-            params = jax.tree.map(np.asarray, state["params"])
-            if val_batch is not None:
-                score = float(np.nanmean(_taus(val_truth, inference.rerank_tasks(
-                    model, params, val_batch, 0))))
-            else:
-                score = -float(done)     # no validation group: the last step
-            curve.append((done, score, loss))
-            if best is None or score > best[1]:
-                best = (done, score, params)
-    return {"params": best[2], "step": best[0], "curve": curve, "model": model}
+        if not (done in keep or (not keep and (done % every == 0 or done == total))):
+            continue
+        loss = float(m["loss"])
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"loss {loss} at step {done}")
+        params = jax.tree.map(np.asarray, state["params"])
+        if keep:
+            params_at[done] = params
+            continue
+        if val_batch is None:         # no validation group: the last step, no anchoring
+            score, best_w, best_a = -float(done), float("inf"), -float(done)
+        else:
+            s = inference.rerank_tasks(model, params, val_batch, 0)
+            score = float(np.nanmean(_taus(val_truth, s)))
+            by_w = [float(np.nanmean(_taus(val_truth, anchored(prior, s, w)))) for w in weights]
+            best_a = max(by_w)
+            best_w = weights[by_w.index(best_a)]      # ties: the smaller weight
+        curve.append((done, score, loss, best_a, best_w))
+        if raw is None or score > raw["val"]:
+            raw = {"step": done, "val": score, "params": params}
+        if anchor is None or best_a > anchor["val"]:
+            anchor = {"step": done, "weight": best_w, "val": best_a, "params": params}
+    if keep:
+        return {"params_at": params_at, "model": model}
+    return {"raw": raw, "anchor": anchor, "curve": curve, "model": model}
+
+
+def fold_scores(config, model, raw_params, anchor_params, weight: float, prior, ev: dict,
+                test_idx) -> dict:
+    """Model Spider's scores of a fold's held-out tasks, {name: [T, M] list}:
+
+    * ``spider_raw_k{k}``: the transformer alone (paper), k = 0 and Algorithm 2's
+      re-ranking of the top k with PTM-specific tokens, k in ``logo.rerank_k``;
+      ensembles add ``spider_raw_k0_member{i}`` (each member alone);
+    * ``spider_k{k}``: the same, anchored on the zoo prior (:func:`anchored`, with the
+      weight chosen on the validation group);
+    * ``hybrid_k{k}``: the anchored k = 0 ranking whose top k are reordered by
+      ``logo.hybrid_metric`` on their own features (:func:`inference.hybrid_merge`).
+    """
+    from spider_jax import inference
+    from spider_jax.model import split_members
+
+    batch = _eval_batch(ev, test_idx)
+    m = len(ev["models"])
+    ks = [0] + sorted({min(int(k), m) for k in config.logo.get("rerank_k", (3,)) if int(k) > 0})
+    out = {}
+    for k in ks:
+        out[f"spider_raw_k{k}"] = inference.rerank_tasks(model, raw_params, batch, k)
+        out[f"spider_k{k}"] = anchored(prior, inference.rerank_tasks(model, anchor_params,
+                                                                     batch, k), weight)
+    single, members = split_members(model, raw_params)
+    if len(members) > 1:
+        for i, p in enumerate(members):
+            out[f"spider_raw_k0_member{i}"] = inference.rerank_tasks(single, p, batch, 0)
+    name = config.logo.get("hybrid_metric", "")
+    if name and name in ev["methods"]:
+        metric = ev["metric_scores"][np.asarray(test_idx), ev["methods"].index(name)]
+        coarse = np.asarray(out["spider_k0"], np.float32)
+        for k in ks[1:]:
+            chosen = inference.topk_mask(coarse, k)
+            out[f"hybrid_k{k}"] = inference.hybrid_merge(coarse, np.asarray(metric, np.float32),
+                                                         chosen)
+    return {n: np.asarray(s, np.float64).tolist() for n, s in out.items()}
 
 
 def _fold_paths(fold_dir: str, group: str) -> tuple[str, str]:
@@ -485,28 +571,32 @@ def run_folds(config, bank, modality: str, ev: dict, pool: dict, touched, fold_d
         g, v = fold["held_out"], fold["validation"]
         test_idx = [i for i, t in enumerate(ev["tasks"]) if t.group == g]
         val_idx = [i for i, t in enumerate(ev["tasks"]) if t.group == v]
-        res = train_fold(config, pool, fold["train"], zoo, ev, val_idx, log=log)
+        inner_prior = fold_prior(ev, (g, v))
+        res = train_fold(config, pool, fold["train"], zoo, ev, val_idx, prior=inner_prior,
+                         log=log)
+        raw, anc = res["raw"], res["anchor"]
         curve = res["curve"]
-        if config.logo.refit and v is not None:
-            # the chosen step, retrained on every task that touches no held-out dataset
-            res = train_fold(config, pool, fold["outer"], zoo, ev, [], stop_at=res["step"],
-                             log=log)
-        batch = _eval_batch(ev, test_idx)
-        k3 = min(3, zoo.num_models)
-        scores = {"spider_k0": inference.rerank_tasks(res["model"], res["params"], batch, 0),
-                  f"spider_k{k3}": inference.rerank_tasks(res["model"], res["params"], batch, k3)}
-        rec = {"held_out": g, "validation": v, "step": res["step"], "curve": curve,
-               "refit": bool(config.logo.refit and v is not None),
+        refit = bool(config.logo.refit and v is not None)
+        if refit:
+            # the chosen steps, retrained on every task that touches no held-out dataset
+            kept = train_fold(config, pool, fold["outer"], zoo, ev, [],
+                              keep=(raw["step"], anc["step"]), log=log)
+            raw = dict(raw, params=kept["params_at"][raw["step"]])
+            anc = dict(anc, params=kept["params_at"][anc["step"]])
+        rec = {"held_out": g, "validation": v, "step": anc["step"], "weight": anc["weight"],
+               "raw_step": raw["step"], "curve": curve, "refit": refit,
                "num_train_tasks": len(fold["outer"] if config.logo.refit else fold["train"]),
                "num_inner_tasks": len(fold["train"]), "num_outer_tasks": len(fold["outer"]),
                "test_tasks": [ev["tasks"][i].name for i in test_idx],
-               "scores": {k: np.asarray(s).tolist() for k, s in scores.items()},
+               "scores": fold_scores(config, res["model"], raw["params"], anc["params"],
+                                     anc["weight"], fold_prior(ev, (g,)), ev, test_idx),
                "seconds": time.time() - t0}
-        data = flax.serialization.to_bytes(res["params"])
+        data = flax.serialization.to_bytes({"raw": raw["params"], "anchor": anc["params"]})
         atomic.write_bytes(ppath, data)
         _save_json(jpath, rec)
-        log(f"[{modality}] fold {g} (val {v}): {rec['num_train_tasks']} training tasks, step "
-            f"{res['step']} chosen on {v}, {len(test_idx)} held-out tasks, {rec['seconds']:.0f} s")
+        log(f"[{modality}] fold {g} (val {v}): {rec['num_train_tasks']} training tasks; chosen "
+            f"on {v}: step {anc['step']} weight {anc['weight']} (transformer alone: step "
+            f"{raw['step']}); {len(test_idx)} held-out tasks, {rec['seconds']:.0f} s")
         records.append(rec)
     return records
 
@@ -646,24 +736,33 @@ def _set(config, dotted: str, value) -> None:
 
 
 class _Timer:
-    """Wall seconds of real work per stage, accumulated across resumed calls."""
+    """Wall seconds of real work per stage, accumulated across resumed calls until the
+    stage finishes once; later calls (cache reloads of a finished stage) are not counted."""
 
     def __init__(self, path: str):
         self.path = path
-        self.data = json.load(open(path)) if os.path.exists(path) else {}
+        saved = json.load(open(path)) if os.path.exists(path) else {}
+        self.finished = set(saved.pop("_finished", []))
+        self.data = saved
 
-    def add(self, key: str, seconds: float) -> None:
+    def add(self, key: str, seconds: float, finished: bool = False) -> None:
+        if key in self.finished:
+            return
         self.data[key] = self.data.get(key, 0.0) + seconds
-        _save_json(self.path, self.data)
+        if finished:
+            self.finished.add(key)
+        _save_json(self.path, {**self.data, "_finished": sorted(self.finished)})
 
     @contextlib.contextmanager
     def stage(self, key: str):
         """Adds the block's wall seconds, also when it stops early (MoreWork)."""
         t0 = time.time()
+        ok = False
         try:
             yield
+            ok = True
         finally:
-            self.add(key, time.time() - t0)
+            self.add(key, time.time() - t0, finished=ok)
 
 
 def run_logo(config, workdir: str, *, modalities=None, ablation=(), deadline=None,
@@ -713,8 +812,10 @@ def run_logo(config, workdir: str, *, modalities=None, ablation=(), deadline=Non
 
 
 # ----------------------------------------------------------------------------- report
-HEAD_METHODS = ("spider_k0", "spider_k3", "rankagg", "zoo_prior", "largest_first")
-PLOT_METHODS = ("spider_k0", "spider_k3", "logme", "rankagg", "zoo_prior", "largest_first")
+HEAD_METHODS = ("spider_k0", "spider_k3", "hybrid_k3", "spider_raw_k0", "spider_raw_k3",
+                "rankagg", "zoo_prior", "largest_first")
+PLOT_METHODS = ("spider_k0", "hybrid_k3", "spider_raw_k0", "logme", "rankagg", "zoo_prior")
+SPIDER_PREFIXES = ("spider_", "hybrid_")
 
 
 def _f(x, nd=3) -> str:
@@ -727,7 +828,8 @@ def _cell(s: dict) -> str:
 
 def _order(methods_seen) -> list[str]:
     head = [m for m in HEAD_METHODS if m in methods_seen]
-    return head + [m for m in methods_seen if m not in head and m != "noise_ceiling"]
+    return head + [m for m in methods_seen if m not in head and m != "noise_ceiling"
+                   and "_member" not in m]
 
 
 def draw_group_plot(summary_mod: dict, modality: str, path: str) -> str:
@@ -786,12 +888,13 @@ def _targets(ov: dict) -> list[str]:
              f"{_f(lm['k0_minus_hi'], 3)}])")
         line(k0["regret_pts"] <= lm["regret_pts"], f"top-1 regret of k=0 "
              f"{_f(k0['regret_pts'], 2)} <= LogME's {_f(lm['regret_pts'], 2)} points")
-        k3 = next((m[k] for k in m if k.startswith("spider_k") and k != "spider_k0"), None)
-        if k3 is not None:
-            line(k3["tau_w"] >= lm["tau_w"], f"k=3 {_f(k3['tau_w'])} >= LogME {_f(lm['tau_w'])}")
+        for name in ("spider_k3", "hybrid_k3"):
+            if name in m:
+                line(m[name]["tau_w"] >= lm["tau_w"], f"k=3 (`{name}`) {_f(m[name]['tau_w'])} "
+                     f">= LogME {_f(lm['tau_w'])}")
     static = set(HEAD_METHODS) | {"noise_ceiling"}
-    metric = {k: v for k, v in m.items() if k not in static and not k.startswith("spider_k")
-              and not v.get("partial")}
+    metric = {k: v for k, v in m.items() if k not in static
+              and not k.startswith(SPIDER_PREFIXES) and not v.get("partial")}
     if metric:
         best = max(metric, key=lambda k: metric[k]["tau_w"])
         out.append(f"- for reference, the best single metric over all PTMs in this table is "
@@ -843,10 +946,45 @@ def _scale_lines(summary: dict, evals: dict, folds: dict, config, total_s: float
         f": left out for time: {', '.join(left)}" if left else ""))
     out.append(f"- scorer schedule: {lcfg.train_steps} steps of batch {config.train.batch_size}, "
                f"checkpoint chosen every {lcfg.select_every} steps on the validation group")
-    if not ablation_summary:
-        out.append("- **ablations not run** (issue 11 items 3-5: supervision, prior + residual, "
-                   "ensemble, hybrid re-ranking); switches in docs/SWITCHES.md")
+    ran = {m.split("@", 1)[1] for per in (ablation_summary or {}).values()
+           for m in per["overall"]["methods"] if "@" in m}
+    left_ab = [a for a in ISSUE11_ABLATIONS if a not in ran]
+    line(not left_ab, "issue 11 ablations run: " + (", ".join(sorted(ran)) or "none")
+         + (f"; **not run**: {', '.join(left_ab)} (`--ablation=NAME`)" if left_ab else ""))
     return out + [""]
+
+
+def _member_spread(ms: dict, suffix: str = "") -> str:
+    """'mean +- sd' over ensemble members of their overall mean tau_w (k=0, alone)."""
+    vals = [v["tau_w"] for k, v in ms.items()
+            if k.startswith("spider_raw_k0_member") and k.endswith(suffix)
+            and (suffix or "@" not in k)]
+    return f"{np.mean(vals):.3f} +- {np.std(vals, ddof=1):.3f} ({len(vals)})" \
+        if len(vals) > 1 else "n/a"
+
+
+def _ablation_table(summary: dict, ablation_summary: dict) -> list[str]:
+    """Issue 11's ablation table: the main run and every variant, Model Spider rows."""
+    md = ["## Ablations (issue 11; Model Spider rows, each variant a full fold loop with "
+          "its overrides)", "",
+          "Item 4's anchoring is on/off within every run (`spider_k0` vs `spider_raw_k0`), "
+          "item 5's hybrid vs the paper's re-ranking in the budget tables above.", "",
+          "| variant | overrides | modality | k=0 anchored | k=0 transformer alone | "
+          "k=3 paper (anchored) | k=3 hybrid | ensemble members alone, k=0 (mean +- sd) |",
+          "|---|---|---|---|---|---|---|---|"]
+    for mod in summary:
+        main = summary[mod]["overall"]["methods"]
+        ms = ablation_summary.get(mod, {}).get("overall", {}).get("methods", {})
+        rows = [("main", "(config)", main, "")]
+        for v in sorted({m.split("@", 1)[1] for m in ms if "@" in m}):
+            ov_ = ", ".join(f"{k}={val}" for k, val in LOGO_ABLATIONS.get(v, {}).items())
+            rows.append((v, ov_, ms, f"@{v}"))
+        for name, ov_, src, sfx in rows:
+            cells = [_cell(src[f"{c}{sfx}"]) if f"{c}{sfx}" in src else "n/a"
+                     for c in ("spider_k0", "spider_raw_k0", "spider_k3", "hybrid_k3")]
+            md.append(f"| {name} | {ov_} | {mod} | " + " | ".join(cells)
+                      + f" | {_member_spread(src, sfx)} |")
+    return md + [""]
 
 
 def format_markdown(summary: dict, rows: list[dict], evals: dict, folds: dict, *, command: str,
@@ -936,33 +1074,34 @@ def format_markdown(summary: dict, rows: list[dict], evals: dict, folds: dict, *
                 md += [f"![{os.path.basename(f)}](figures/{os.path.basename(f)})", ""]
         md += ["### Folds", "",
                "| held-out group | validation group | training tasks (inner: also without v) | "
-               "chosen step (val k=0 tau_w) | held-out tasks |", "|---|---|---|---|---|"]
+               "chosen step, weight (val anchored k=0 tau_w) | transformer alone: step (val "
+               "tau_w) | held-out tasks |", "|---|---|---|---|---|---|"]
         for r in recs:
-            best = max(r["curve"], key=lambda c: c[1])
+            raw_best = max(r["curve"], key=lambda c: c[1])
+            anc_best = max(r["curve"], key=lambda c: c[3]) if len(r["curve"][0]) > 3 else None
             md.append(f"| {r['held_out']} | {r['validation']} | {r['num_train_tasks']} "
-                      f"({r['num_inner_tasks']}) | "
-                      f"{r['step']} ({_f(best[1])}) | {len(r['test_tasks'])} |")
+                      f"({r['num_inner_tasks']}) | {r['step']}, {r.get('weight', 'n/a')} "
+                      f"({_f(anc_best[3]) if anc_best else 'n/a'}) | "
+                      f"{r.get('raw_step', r['step'])} ({_f(raw_best[1])}) | "
+                      f"{len(r['test_tasks'])} |")
         md.append("")
+        ks = sorted({int(k[len("hybrid_k"):]) for k in ov["methods"] if k.startswith("hybrid_k")})
+        if ks:
+            md += [f"### Budgeted re-ranking ({mod}, issue 11 item 5): mean tau_w [95% CI] / "
+                   "top-1 regret (pts)", "",
+                   "| k | paper, anchored (`spider_k`) | hybrid (`hybrid_k`) | paper, "
+                   "transformer alone (`spider_raw_k`) |", "|---|---|---|---|"]
+            for k in [0] + ks:
+                cells = []
+                for pre in ("spider_k", "hybrid_k", "spider_raw_k"):
+                    st = ov["methods"].get(f"{pre}{k}")
+                    cells.append(f"{_cell(st)} / {_f(st['regret_pts'], 2)}" if st else
+                                 "(= anchored k=0)")
+                md.append(f"| {k} | " + " | ".join(cells) + " |")
+            md.append("")
         if ev["notes"]:
             md += ["Left out: " + "; ".join(ev["notes"]), ""]
-    if ablation_summary:
-        md += ["## Ablations (Model Spider rows; each a full fold loop with the overrides)", "",
-               "| variant | overrides | modality | k=0 [95% CI] | k=3 [95% CI] |",
-               "|---|---|---|---|---|"]
-        for mod, per in ablation_summary.items():
-            ms = per["overall"]["methods"]
-            variants = sorted({m.split("@", 1)[1] for m in ms if "@" in m})
-            main = summary.get(mod, {}).get("overall", {}).get("methods", {})
-            k3n = next((k for k in main if k.startswith("spider_k") and k != "spider_k0"),
-                       "spider_k3")
-            md.append(f"| main | (config) | {mod} | {_cell(main['spider_k0'])} | "
-                      f"{_cell(main[k3n])} |")
-            for v in variants:
-                ov_ = ", ".join(f"{k}={val}" for k, val in LOGO_ABLATIONS.get(v, {}).items())
-                k3 = ms.get(f"{k3n}@{v}")
-                md.append(f"| {v} | {ov_} | {mod} | {_cell(ms[f'spider_k0@{v}'])} | "
-                          f"{_cell(k3) if k3 else 'n/a'} |")
-        md.append("")
+    md += _ablation_table(summary, ablation_summary or {})
     return "\n".join(md) + "\n"
 
 
