@@ -776,20 +776,26 @@ def run_logo(config, workdir: str, *, modalities=None, ablation=(), deadline=Non
     mods = list(modalities or workdir_lib.modalities_for(config, bank))
     timer = _Timer(os.path.join(workdir, "timings.json"))
     rows, ab_rows, evals, folds, pool_sizes = [], [], {}, {}, {}
-    variants = [("main", config)]
-    for name in ablation:
+    variants = [("main", config, None)]
+    for spec in ablation:          # "name" (every modality) or "name:modality"
+        name, _, only = spec.partition(":")
         if name not in LOGO_ABLATIONS:
             raise ValueError(f"unknown LOGO ablation {name!r}; choose from {sorted(LOGO_ABLATIONS)}")
+        if only and only not in mods:
+            raise ValueError(f"LOGO ablation {spec!r}: modality {only!r} is not run; "
+                             f"choose from {mods}")
         cfg = copy.deepcopy(config)
         for k, v in LOGO_ABLATIONS[name].items():
             _set(cfg, k, v)
-        variants.append((name, cfg))
+        variants.append((name, cfg, only or None))
     for mod in mods:
         with timer.stage(f"{mod}/eval_labels"):
             ev = label_eval(bank, mod, config, os.path.join(workdir, mod, "eval"),
                             deadline=deadline, progress=progress, log=log)
         evals[mod] = ev
-        for vname, cfg in variants:
+        for vname, cfg, only in variants:
+            if only is not None and only != mod:
+                continue
             suffix = "" if vname == "main" else f"@{vname}"
             with timer.stage(f"{mod}/pool_labels{suffix}"):
                 pool, touched = label_pool(bank, mod, cfg, os.path.join(workdir, mod, "pool"),
@@ -1201,7 +1207,8 @@ def _define_flags():
     flags.DEFINE_string("out", "", "report directory (default WORKDIR/report)")
     flags.DEFINE_string("results_md", "", "also write the Markdown here (docs/RESULTS.md)")
     flags.DEFINE_list("modalities", [], "default: every modality of the bank")
-    flags.DEFINE_list("ablation", [], f"LOGO ablations: {sorted(LOGO_ABLATIONS)}")
+    flags.DEFINE_list("ablation", [], f"LOGO ablations, NAME or NAME:MODALITY (that modality "
+                      f"only); NAME in {sorted(LOGO_ABLATIONS)}")
     flags.DEFINE_float("deadline_s", 0, "stop after the unit of work crossing this many "
                        "seconds and exit 75 (more work left); 0 = run to the end")
     flags.mark_flags_as_required(["workdir"])

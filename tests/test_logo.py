@@ -42,6 +42,38 @@ def test_fold_plan_excludes_held_out_and_validation_groups():
     assert logo.validation_group("a", ["a", "b"]) is None
 
 
+def test_anchored_score_is_the_prior_plus_weighted_transformer_z_scores():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    prior, raw = rng.normal(size=6), rng.normal(size=(4, 6))
+    want = stats.zscore(prior)[None] + 0.5 * stats.zscore(raw, axis=1)
+    np.testing.assert_allclose(logo.anchored(prior, raw, 0.5), want, rtol=1e-12)
+    # weight 0: every task ranked as the prior; inf: the transformer alone
+    zero = logo.anchored(prior, raw, 0.0)
+    assert all((np.argsort(-r) == np.argsort(-prior)).all() for r in zero)
+    np.testing.assert_array_equal(logo.anchored(prior, raw, float("inf")), raw)
+    # a task whose transformer scores are all equal falls back to the prior (no NaN)
+    flat = logo.anchored(prior, np.ones((1, 6)), 2.0)
+    np.testing.assert_allclose(flat[0], stats.zscore(prior))
+
+
+def test_timer_counts_a_finished_stage_once(tmp_path):
+    path = str(tmp_path / "timings.json")
+    t = logo._Timer(path)
+    with pytest.raises(logo.MoreWork):
+        with t.stage("image/pool_labels"):
+            raise logo.MoreWork("stopped")
+    with t.stage("image/pool_labels"):
+        pass
+    first = logo._Timer(path).data["image/pool_labels"]
+    again = logo._Timer(path)
+    with again.stage("image/pool_labels"):          # a later cache reload
+        import time
+        time.sleep(0.05)
+    assert logo._Timer(path).data == {"image/pool_labels": first}
+
+
 def _bootstrap_loop(values, datasets, num_boot, seed):
     """Independent reference: resample datasets, then tasks within each, one draw at a time."""
     rng = np.random.default_rng(seed)
@@ -187,8 +219,38 @@ def test_no_leakage_held_out_truth_changes_nothing_in_the_fold(run, tmp_path):
     mine = next(f for f in res["folds"][("image", "main")] if f["held_out"] == g)
     other = next(f for f in recs if f["held_out"] == g)
     assert other["step"] == mine["step"] and other["curve"] == mine["curve"]
+    assert other["weight"] == mine["weight"] and other["raw_step"] == mine["raw_step"]
     np.testing.assert_allclose(other["scores"]["spider_k0"], mine["scores"]["spider_k0"],
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_fold_scores_anchor_on_the_training_prior_and_merge_the_hybrid(run):
+    cfg, _, res = run
+    ev = res["evals"]["image"]
+    names = [t.name for t in ev["tasks"]]
+    lm = ev["methods"].index(cfg.logo.hybrid_metric)
+    for f in res["folds"][("image", "main")]:
+        w = f["weight"]
+        assert w in list(cfg.logo.anchor_weights) + [float("inf")]
+        assert f["step"] in [c[0] for c in f["curve"]]
+        prior = ev["truth"][[i for i, t in enumerate(ev["tasks"])
+                             if t.group != f["held_out"]]].mean(0)
+        k0 = np.asarray(f["scores"]["spider_k0"])
+        if w == 0:      # the prior alone: every held-out task in the prior's order
+            assert all((np.argsort(-r, kind="stable") == np.argsort(-prior, kind="stable")).all()
+                       for r in k0)
+        for k in (1, 3):
+            hyb = np.asarray(f["scores"][f"hybrid_k{k}"])
+            for j, name in enumerate(f["test_tasks"]):
+                i = names.index(name)
+                block = set(np.argsort(-k0[j], kind="stable")[:k])
+                order = np.argsort(-hyb[j], kind="stable")
+                assert set(order[:k]) == block          # the same top-k PTMs ...
+                metric = ev["metric_scores"][i, lm]
+                assert list(order[:k]) == sorted(block, key=lambda m: (-metric[m], m))  # by LogME
+                rest = [m for m in np.argsort(-k0[j], kind="stable") if m not in block]
+                assert list(order[k:]) == rest          # ... and the rest in k=0 order
 
 
 @pytest.mark.slow
@@ -221,3 +283,5 @@ def test_resumable_with_deadline_and_report(run, tmp_path):
 def test_unknown_ablation_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="unknown LOGO ablation"):
         logo.run_logo(_config(), str(tmp_path), ablation=("nope",), progress=False)
+    with pytest.raises(ValueError, match="modality 'text' is not run"):
+        logo.run_logo(_config(), str(tmp_path), ablation=("ensemble3:text",), progress=False)
