@@ -952,11 +952,16 @@ def _scale_lines(summary: dict, evals: dict, folds: dict, config, total_s: float
         f": left out for time: {', '.join(left)}" if left else ""))
     out.append(f"- scorer schedule: {lcfg.train_steps} steps of batch {config.train.batch_size}, "
                f"checkpoint chosen every {lcfg.select_every} steps on the validation group")
-    ran = {m.split("@", 1)[1] for per in (ablation_summary or {}).values()
-           for m in per["overall"]["methods"] if "@" in m}
-    left_ab = [a for a in ISSUE11_ABLATIONS if a not in ran]
-    line(not left_ab, "issue 11 ablations run: " + (", ".join(sorted(ran)) or "none")
-         + (f"; **not run**: {', '.join(left_ab)} (`--ablation=NAME`)" if left_ab else ""))
+    ran: dict = {}                    # ablation -> modalities it ran on
+    for mod, per in (ablation_summary or {}).items():
+        for m in per["overall"]["methods"]:
+            if "@" in m:
+                ran.setdefault(m.split("@", 1)[1], set()).add(mod)
+    left_ab = [a for a in ISSUE11_ABLATIONS if set(ran.get(a, ())) != set(summary)]
+    line(not left_ab, "issue 11 ablations run: " + (", ".join(
+        f"{a} ({', '.join(sorted(ms))})" for a, ms in sorted(ran.items())) or "none")
+         + (f"; **not run on every modality**: {', '.join(left_ab)} (`--ablation=NAME`)"
+            if left_ab else ""))
     return out + [""]
 
 
