@@ -433,6 +433,16 @@ def fold_prior(ev: dict, exclude) -> np.ndarray:
     return ev["truth"][idx].mean(axis=0) if idx else np.zeros(ev["truth"].shape[1])
 
 
+def fold_labels(config, pool: dict, rows) -> dict:
+    """The pool labels of ``rows`` with the training ``targets`` of
+    ``config.label.supervision`` (RankAgg, probe or both; :func:`probe.supervision_targets`)."""
+    from spider_jax import probe
+
+    labels = _subset(pool, rows)
+    labels["targets"] = probe.supervision_targets(labels, config)
+    return labels
+
+
 def train_fold(config, pool: dict, rows, zoo, ev: dict, val_idx, *, prior=None, keep=(),
                log=print) -> dict:
     """Trains one scorer on pool ``rows`` and chooses on the validation tasks ``val_idx``.
@@ -453,7 +463,7 @@ def train_fold(config, pool: dict, rows, zoo, ev: dict, val_idx, *, prior=None, 
     from spider_jax import inference, parallel, train
     from spider_jax.model import make_scorer
 
-    labels = _subset(pool, rows)
+    labels = fold_labels(config, pool, rows)
     model = make_scorer(config, zoo.dims)
     b = int(config.train.batch_size)
     total = int(config.logo.train_steps)

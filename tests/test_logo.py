@@ -58,6 +58,19 @@ def test_anchored_score_is_the_prior_plus_weighted_transformer_z_scores():
     np.testing.assert_allclose(flat[0], stats.zscore(prior))
 
 
+def test_fold_labels_follow_the_supervision_switch():
+    rng = np.random.default_rng(0)
+    pool = {"rank_labels": rng.normal(size=(5, 4)), "probe_scores": rng.uniform(size=(5, 4)),
+            "class_mask": np.ones((5, 3), bool)}
+    cfg = _config()
+    rows = [0, 2, 4]
+    np.testing.assert_allclose(logo.fold_labels(cfg, pool, rows)["targets"],
+                               pool["rank_labels"][rows], rtol=1e-6)
+    cfg.label.supervision = "probe"          # the sup_probe ablation trains on probe labels
+    np.testing.assert_allclose(logo.fold_labels(cfg, pool, rows)["targets"],
+                               pool["probe_scores"][rows], rtol=1e-6)
+
+
 def test_timer_counts_a_finished_stage_once(tmp_path):
     path = str(tmp_path / "timings.json")
     t = logo._Timer(path)
