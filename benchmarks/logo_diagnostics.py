@@ -24,12 +24,16 @@ from __future__ import annotations
 import glob
 import json
 import os
+import sys
 
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # configs/
+
 from spider_jax import label, logo
+from spider_jax.probe import standardise
 from spider_jax import workdir as workdir_lib
 from spider_jax.benchmark.scoring import _tau
 
@@ -55,13 +59,12 @@ def knn_scores(emb_test, emb_train, z_train, temp: float) -> np.ndarray:
     return (w / w.sum(axis=1, keepdims=True)) @ z_train
 
 
-def diagnose(config, workdir: str, modality: str, temps) -> dict:
+def diagnose(config, bank, workdir: str, modality: str, temps) -> dict:
     import flax.serialization
 
     from spider_jax import inference
     from spider_jax.model import make_scorer
 
-    bank = workdir_lib.open_bank_for(config, workdir)
     ev = logo.label_eval(bank, modality, config, os.path.join(workdir, modality, "eval"),
                          progress=False)
     _, zoo = label.zoo_for(bank, modality)
@@ -69,14 +72,14 @@ def diagnose(config, workdir: str, modality: str, temps) -> dict:
     groups = np.asarray([t.group for t in ev["tasks"]])
     truth = ev["truth"]
     emb = task_embedding(ev["psi_centres"], ev["class_mask"])
-    z_truth = logo._z(truth)
-    z_agg = logo._z(np.nan_to_num(ev["rankagg"], nan=np.nanmin(ev["rankagg"])))
+    z_truth = standardise(truth, np.float64)
+    z_agg = standardise(np.nan_to_num(ev["rankagg"], nan=np.nanmin(ev["rankagg"])), np.float64)
     out: dict = {}
     for path in sorted(glob.glob(os.path.join(workdir, modality, "folds", "fold_*.json"))):
         rec = json.load(open(path))
         g = rec["held_out"]
         te, tr = np.where(groups == g)[0], np.where(groups != g)[0]
-        cols = {"zoo_prior": np.broadcast_to(truth[tr].mean(0), (len(te), truth.shape[1])),
+        cols = {"zoo_prior": np.broadcast_to(logo.fold_prior(ev, (g,)), (len(te), truth.shape[1])),
                 "rankagg_mean": np.broadcast_to(z_agg[tr].mean(0), (len(te), truth.shape[1]))}
         for t in temps:
             cols[f"psi_knn_t{t:g}"] = knn_scores(emb[te], emb[tr], z_truth[tr], t)
@@ -84,8 +87,8 @@ def diagnose(config, workdir: str, modality: str, temps) -> dict:
             out.setdefault(name, []).extend(_tau(truth[i], pred[j]) for j, i in enumerate(te))
         saved = flax.serialization.msgpack_restore(open(path[:-5] + ".msgpack", "rb").read())
         params = saved.get("raw", saved)
-        raw = logo._z(inference.rerank_tasks(model, params, logo._eval_batch(ev, np.arange(
-            len(groups))), 0))
+        raw = standardise(inference.rerank_tasks(model, params, logo._eval_batch(
+            ev, np.arange(len(groups))), 0), np.float64)
         own = raw[tr].mean(0)
         out.setdefault("transformer_self", []).extend(_tau(own, raw[i]) for i in te)
     return {k: (float(np.nanmean(v)), len(v)) for k, v in out.items()}
@@ -99,11 +102,11 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)
     logo.one_thread_lapack_pool()
     temps = [float(t) for t in FLAGS.temps]
-    for mod in workdir_lib.modalities_for(FLAGS.config, workdir_lib.open_bank_for(
-            FLAGS.config, FLAGS.workdir)):
+    bank = workdir_lib.open_bank_for(FLAGS.config, FLAGS.workdir)
+    for mod in workdir_lib.modalities_for(FLAGS.config, bank):
         if not os.path.isdir(os.path.join(FLAGS.workdir, mod, "folds")):
             continue
-        res = diagnose(FLAGS.config, FLAGS.workdir, mod, temps)
+        res = diagnose(FLAGS.config, bank, FLAGS.workdir, mod, temps)
         print(f"## {mod}\n\n| diagnostic | mean tau_w | held-out tasks |\n|---|---|---|")
         for k, (v, n) in res.items():
             print(f"| {k} | {v:.3f} | {n} |")

@@ -411,19 +411,14 @@ def _taus(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
     return np.asarray([_tau(t, p) for t, p in zip(truth, pred)])
 
 
-def _z(x: np.ndarray) -> np.ndarray:
-    """Per-task z-scores over the PTMs (last axis); a constant row gives zeros."""
-    x = np.asarray(x, np.float64)
-    sd = x.std(axis=-1, keepdims=True)
-    return (x - x.mean(axis=-1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
-
-
 def anchored(prior: np.ndarray, raw: np.ndarray, weight: float) -> np.ndarray:
     """The prior-anchored score of issue 11 item 4: ``z(prior) + weight * z(raw)`` per task
     (``weight`` = inf: the transformer alone; 0: the zoo prior alone)."""
     if np.isinf(weight):
         return np.asarray(raw, np.float64)
-    return _z(prior)[None] + float(weight) * _z(raw)
+    from spider_jax.probe import standardise
+
+    return standardise(prior, np.float64)[None] + float(weight) * standardise(raw, np.float64)
 
 
 def fold_prior(ev: dict, exclude) -> np.ndarray:
@@ -660,8 +655,7 @@ def task_rows(ev: dict, folds: list[dict], modality: str, *, variant: str = "mai
     rows = []
     for f in folds:
         test = [pos[n] for n in f["test_tasks"]]
-        train_idx = [i for i, t in enumerate(ev["tasks"]) if t.group != f["held_out"]]
-        prior = ev["truth"][train_idx].mean(axis=0) if train_idx else np.zeros(len(models))
+        prior = fold_prior(ev, (f["held_out"],))
         for j, i in enumerate(test):
             t = ev["tasks"][i]
             preds = {k: np.asarray(v[j], np.float64) for k, v in f["scores"].items()}

@@ -133,11 +133,12 @@ def probe_batch(batch: dict, zoo, *, num_classes: int, folds: int, seeds, alphas
     return np.stack(out, axis=1)
 
 
-def standardise(x: np.ndarray) -> np.ndarray:
-    """Per-row (task) z-scores over the last axis; a constant row gives zeros."""
+def standardise(x: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Per-row (task) z-scores over the last axis (computed in float64, returned as
+    ``dtype``); a constant row gives zeros."""
     x = np.asarray(x, np.float64)
     sd = x.std(axis=-1, keepdims=True)
-    return ((x - x.mean(axis=-1, keepdims=True)) / np.where(sd > 0, sd, 1.0)).astype(np.float32)
+    return ((x - x.mean(axis=-1, keepdims=True)) / np.where(sd > 0, sd, 1.0)).astype(dtype)
 
 
 def supervision_targets(labels: dict, config) -> np.ndarray:
