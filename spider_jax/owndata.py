@@ -270,8 +270,10 @@ class DataFeatures:
 
 
 def rank_data(ranker, items: Sequence[Any], labels: Sequence[Any], *, k: int = 0,
-              name: str = "data", cache_dir: str | None = None, progress: bool = True):
-    """Ranks the ranker's zoo for labelled examples (see :meth:`Ranker.rank_data`)."""
+              name: str = "data", cache_dir: str | None = None, progress: bool = True,
+              **rank_kwargs):
+    """Ranks the ranker's zoo for labelled examples (see :meth:`Ranker.rank_data`);
+    ``rank_kwargs``: ``rerank`` / ``metric`` / ``anchor`` of :meth:`Ranker.rank`."""
     from spider_jax import ranker as ranker_lib
 
     spec = ranker.extraction
@@ -286,4 +288,4 @@ def rank_data(ranker, items: Sequence[Any], labels: Sequence[Any], *, k: int = 0
         raise ValueError(f"the zoo's psi {spec['psi']} gives width {psi.shape[1]}, the scorer "
                          f"expects {ranker.psi_dim}")
     task = ranker_lib.Task.from_features(psi, y, name=name)
-    return ranker.rank(task, k=int(k), forward=feats.features)
+    return ranker.rank(task, k=int(k), forward=feats.features, **rank_kwargs)

@@ -1,4 +1,13 @@
-"""Training-side pieces of the prior + residual scorer (issue 11 item 4; model.py has the head).
+"""The zoo prior and the two ways of falling back to it (issue 11 item 4).
+
+* :func:`zoo_prior` is each PTM's mean ground-truth accuracy over the training pool's
+  datasets: the static ranking that never looks at the task. Training stores it in the
+  run's ``zoo.json`` (``zoo_prior``), so a :class:`spider_jax.ranker.Ranker` can anchor on it.
+* :func:`anchored` is the prior-anchored score ``z(prior) + w z(scores)`` per task (w = 0:
+  the prior alone; w = inf: the scorer alone), the k = 0 score the LOGO benchmark
+  (:mod:`spider_jax.logo`) reports as ``spider_k0``, with w chosen on a validation group.
+
+The rest are the training-side pieces of the prior + residual scorer (model.py has the head):
 
 * :func:`gate_reference` calibrates the distance gate of
   :func:`spider_jax.model.residual_gate` from the training pool of a bank:
@@ -26,7 +35,67 @@ import numpy as np
 from spider_jax import model as model_lib
 from spider_jax.sampler import class_centres
 
-__all__ = ["gate_reference", "with_gate", "param_labels", "uses_gate"]
+__all__ = ["zoo_prior", "anchored", "prior_vector", "gate_reference", "with_gate",
+           "param_labels", "uses_gate"]
+
+
+def zoo_prior(bank, models, pool: str = "train") -> dict | None:
+    """The zoo prior of a single-modality bank's ``pool`` datasets, or None without any.
+
+    Returns ``{"models": [M], "accuracy": [M] mean linear-probe accuracy over the datasets,
+    "datasets": [the datasets averaged]}``; a dataset whose ground truth is missing or lacks
+    one of ``models`` is left out (it cannot rank every PTM).
+    """
+    models = list(models)
+    rows, used = [], []
+    for ds in bank.pool(pool):
+        gt = bank.groundtruth(ds)
+        if gt is None:
+            continue
+        where = {m: i for i, m in enumerate(gt["models"])}
+        if not all(m in where for m in models):
+            continue
+        rows.append([float(gt["mean"][where[m]]) for m in models])
+        used.append(ds)
+    if not rows:
+        return None
+    return {"models": models, "accuracy": np.mean(np.asarray(rows, np.float64), axis=0).tolist(),
+            "datasets": used}
+
+
+def prior_vector(stored: dict | None, models) -> np.ndarray | None:
+    """A stored :func:`zoo_prior` as an [M] array in the order of ``models`` (None when
+    nothing is stored); ValueError when it does not cover every PTM."""
+    if not stored:
+        return None
+    where = {m: i for i, m in enumerate(stored["models"])}
+    missing = [m for m in models if m not in where]
+    if missing:
+        raise ValueError(f"the stored zoo prior has no accuracy for {missing[:5]} (a zoo "
+                         f"extended after training?): pass the prior explicitly")
+    acc = np.asarray(stored["accuracy"], np.float64)
+    return np.asarray([acc[where[m]] for m in models])
+
+
+def anchored(prior: np.ndarray, raw: np.ndarray, weight: float) -> np.ndarray:
+    """The prior-anchored score ``z(prior) + weight * z(raw)`` per task, [..., M] float64.
+
+    ``prior``: [M]; ``raw``: [M] or [T, M] scores (higher = better); ``z``: the z-score over
+    the PTMs (a constant row gives zeros). ``weight`` = inf returns ``raw`` (the scorer
+    alone), 0 the prior alone (broadcast to ``raw``'s shape).
+    """
+    weight = float(weight)
+    if np.isnan(weight) or weight < 0:
+        raise ValueError(f"the anchor weight must be >= 0 (inf: the scorer alone), got {weight}")
+    raw = np.asarray(raw, np.float64)
+    prior = np.asarray(prior, np.float64)
+    if prior.shape != raw.shape[-1:]:
+        raise ValueError(f"zoo prior of shape {prior.shape} for scores of shape {raw.shape}")
+    if np.isinf(weight):
+        return raw
+    from spider_jax.probe import standardise
+
+    return standardise(prior, np.float64) + weight * standardise(raw, np.float64)
 
 
 def uses_gate(config) -> bool:

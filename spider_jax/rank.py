@@ -20,6 +20,11 @@ cached by content hash (``--cache_dir``), so a second call is instant::
     python -m spider_jax.rank --workdir=DIR --data=PATH [--k=3] \
         [--text_field=text --label_field=label] [--cache_dir=DIR]
 
+Every form takes ``--rerank=paper|hybrid`` (how the top k are rescored: the paper's
+PTM-specific tokens, or LogME on their features merged into the k = 0 ranking) and
+``--anchor=W`` (rank by z(zoo prior) + W z(scores); 0 = the zoo prior alone; see
+:mod:`spider_jax.ranker`).
+
 Prints the ranking: every PTM with its rank and score (best first).
 """
 
@@ -49,8 +54,10 @@ def run(workdir: str, *, bank: str | None = None, dataset: str | None = None,
         ptm_features: str | None = None, k: int = 0,
         modality: str | None = None, data: str | None = None, text_field: str = "text",
         label_field: str = "label", cache_dir: str | None = None,
-        progress: bool = True) -> ranker_lib.Ranking:
+        progress: bool = True, rerank: str = "paper",
+        anchor: float | None = None) -> ranker_lib.Ranking:
     """Loads the scorer and ranks the zoo for the task the arguments name."""
+    opts = dict(rerank=rerank, anchor=anchor)
     if data:
         from spider_jax import owndata
         items, labels, name, data_modality = owndata.load_data(
@@ -59,13 +66,13 @@ def run(workdir: str, *, bank: str | None = None, dataset: str | None = None,
             raise ValueError(f"--data {data} holds {data_modality} examples, not {modality}")
         r = ranker_lib.Ranker.from_workdir(workdir, modality=data_modality)
         return r.rank_data(items, labels, k=k, name=name, cache_dir=cache_dir,
-                           progress=progress)
+                           progress=progress, **opts)
     if bank and dataset:
         from spider_jax import bank as bank_lib
         b = bank_lib.open_bank(bank, validate=False)
         r = ranker_lib.Ranker.from_workdir(
             workdir, modality=modality or b.dataset_info(dataset)["modality"])
-        return r.rank_bank_dataset(b, dataset, k=k, split=split)
+        return r.rank_bank_dataset(b, dataset, k=k, split=split, **opts)
     if features and labels:
         r = ranker_lib.Ranker.from_workdir(workdir, modality=modality)
         name = os.path.splitext(os.path.basename(features))[0]
@@ -78,7 +85,7 @@ def run(workdir: str, *, bank: str | None = None, dataset: str | None = None,
                 if not os.path.exists(path):
                     raise ValueError(f"re-ranking needs {path} (features of {model!r})")
                 return np.asarray(_load(path), np.float32)
-        return r.rank(task, k=k, forward=forward)
+        return r.rank(task, k=k, forward=forward, **opts)
     raise ValueError("give --data, or --bank and --dataset, or --features and --labels")
 
 
@@ -91,7 +98,8 @@ def main(argv: Sequence[str]) -> None:
         result = run(fl.workdir, bank=fl.bank, dataset=fl.dataset, split=fl.split,
                      features=fl.features, labels=fl.labels, ptm_features=fl.ptm_features,
                      k=fl.k, modality=fl.modality, data=fl.data, text_field=fl.text_field,
-                     label_field=fl.label_field, cache_dir=fl.cache_dir)
+                     label_field=fl.label_field, cache_dir=fl.cache_dir, rerank=fl.rerank,
+                     anchor=None if fl.anchor is None else float(fl.anchor))
     except (ValueError, OSError) as e:
         raise SystemExit(f"error: {e}") from None
     text = {"table": result.to_table, "json": result.to_json, "csv": result.to_csv}[fl.format]()
@@ -117,6 +125,11 @@ def _define_flags() -> None:
     flags.DEFINE_integer("k", 0, "re-ranking budget: rescore the top k with their own features")
     flags.DEFINE_string("modality", None, "scorer to use when the workdir holds one per "
                         "modality (default: the dataset's, or the only one)")
+    flags.DEFINE_enum("rerank", "paper", ["paper", "hybrid"], "k > 0: rescore the top k "
+                      "with the paper's PTM-specific tokens, or reorder them by LogME on "
+                      "their own features (hybrid)")
+    flags.DEFINE_string("anchor", None, "rank by z(zoo prior) + ANCHOR z(scores) (0: the zoo "
+                        "prior alone, inf: the scorer alone; default: the scorer alone)")
     flags.DEFINE_enum("format", "table", ["table", "json", "csv"], "output format")
     flags.mark_flag_as_required("workdir")
 

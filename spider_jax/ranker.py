@@ -6,6 +6,7 @@ Usage::
     task = Task.from_features(psi_feats, labels)            # or Task.from_centres(centres)
     result = r.rank(task)                                   # k = 0: psi class centres only
     result = r.rank(task, k=3, forward=run_ptm)             # re-rank the top 3 (Algorithm 2)
+    result = r.rank(task, anchor=0.5)                       # z(zoo prior) + 0.5 z(scores)
     print(result.to_table())
 
 Algorithm 2: score every PTM with the generic task tokens ``mu(T)`` (psi class centres,
@@ -13,6 +14,15 @@ Eq. 5), take the top ``k`` of that ranking, run those ``k`` PTMs on the task (``
 or read their features from a bank) to build their PTM-specific class centres
 ``mu_m(T)``, rescore only those ``k`` with ``sim(theta_m, P_m^T mu_m(T))`` and sort again.
 The labels used are only the task's own labelled examples (they define its classes).
+
+Anchoring (issue 11 item 4, not in the paper): ``anchor=w`` ranks by ``z(zoo prior) + w
+z(scores)`` (:func:`spider_jax.prior.anchored`), where the zoo prior is each PTM's mean
+ground-truth accuracy over the training pool (stored by training); w = 0 is the prior
+alone, ``None`` (default) the scorer alone, as in the paper. It is the ``spider_k*`` /
+``hybrid_k*`` score of the LOGO benchmark (docs/RESULTS.md), which chooses w on a
+validation group; with re-ranking it mirrors that benchmark exactly: the paper's top k come
+from the scorer's own k = 0 ranking and the re-ranked scores are anchored; the hybrid
+reorders the top k of the anchored ranking.
 
 The k = 0 scores come from :mod:`spider_jax.fastpath` (a one-layer scorer) or
 ``model.apply``; re-ranking and ranks from scores from :mod:`spider_jax.inference`.
@@ -32,6 +42,7 @@ import jax
 import numpy as np
 
 from spider_jax import inference, methods, owndata
+from spider_jax import prior as prior_lib
 from spider_jax import workdir as workdir_lib
 from spider_jax.fastpath import fast_flops_per_task, fast_scores, prepare_fast  # noqa: F401
 from spider_jax.inference import class_centres, order_from_scores  # noqa: F401
@@ -213,16 +224,24 @@ class Ranker:
       max_classes: the largest class count the model was built for (C_max); tasks are
         padded to it only when they exceed the smallest power-of-two bucket.
       config: the training config (kept for reference), optional.
+      prior: [M] zoo prior (each PTM's mean accuracy over the training pool, in the order
+        of ``models``) for ``rank(..., anchor=w)``; :meth:`from_workdir` reads the one
+        training stored. Optional.
     """
 
     def __init__(self, model: Any, variables: Mapping[str, Any], models: Sequence[str], *,
-                 max_classes: int, config: Any = None):
+                 max_classes: int, config: Any = None, prior: np.ndarray | None = None):
         self.model = model
         self.variables = variables if "params" in variables else {"params": variables}
         self.models = tuple(models)
         self.dims = tuple(int(x) for x in model.model_dims)
         self.max_classes = int(max_classes)
         self.config = config
+        self.prior = None if prior is None else np.asarray(prior, np.float64)
+        if self.prior is not None and (self.prior.shape != (len(self.models),)
+                                       or not np.all(np.isfinite(self.prior))):
+            raise ValueError(f"the zoo prior must be [M] = [{len(self.models)}] finite values, "
+                             f"got shape {self.prior.shape}")
         p = self.variables["params"]
         p = jax.tree.map(lambda a: a[0], p["members"]) if "members" in p else p  # one member
         if len(self.models) != len(self.dims):
@@ -260,7 +279,8 @@ class Ranker:
                              f"builds (a checkpoint from another config?): {e}") from e
         names = list(zoo.models)
         check_zoo(names, model.model_dims, names, zoo.dims)
-        ranker = cls(model, params, names, max_classes=run.max_classes, config=config)
+        ranker = cls(model, params, names, max_classes=run.max_classes, config=config,
+                     prior=prior_lib.prior_vector(run.zoo_prior, names))
         ranker.extraction = owndata.load_spec(run, config, zoo.modality)
         if getattr(zoo, "psi_dim", ranker.psi_dim) != ranker.psi_dim:
             raise ValueError(f"the zoo's psi dim {zoo.psi_dim} != the checkpoint's "
@@ -329,7 +349,7 @@ class Ranker:
     # -- ranking -----------------------------------------------------------------------
     def rank(self, task: Task, *, k: int = 0,
              forward: Callable[[str], np.ndarray] | None = None, rerank: str = "paper",
-             metric: str = "logme") -> Ranking:
+             metric: str = "logme", anchor: float | None = None) -> Ranking:
         """Ranks every PTM for ``task`` (Algorithm 2).
 
         Args:
@@ -342,6 +362,9 @@ class Ranker:
             reordered by ``metric`` of those PTMs' features, :func:`spider_jax.inference.hybrid_merge`).
           metric: the hybrid's forward-based metric (a feature-input method of
             :mod:`spider_jax.methods`).
+          anchor: None (the scorer alone, the paper) or a weight w >= 0 (inf allowed):
+            scores become ``z(zoo prior) + w z(scores)`` (see the module docstring); needs
+            the ranker's ``prior``.
 
         Returns:
           A :class:`Ranking`.
@@ -353,8 +376,18 @@ class Ranker:
         if rerank == "hybrid" and methods.input_of(metric) != "features":
             raise ValueError(f"the hybrid metric must read PTM features; {metric!r} reads "
                              f"{methods.input_of(metric)}")
+        if anchor is not None:
+            if self.prior is None:
+                raise ValueError("anchor needs the zoo prior: this run stored none (trained "
+                                 "without ground truth of its training pool?); build the "
+                                 "Ranker with prior=")
+            anchor = float(anchor)
+            if np.isnan(anchor) or anchor < 0:
+                raise ValueError(f"anchor must be >= 0 (inf: the scorer alone), got {anchor}")
         centres, mask, cp = self._padded(task)
         coarse = self.scores_k0(centres, mask)[0]
+        if anchor is not None and rerank == "hybrid":    # the hybrid reorders the anchored top k
+            coarse = prior_lib.anchored(self.prior, coarse, anchor)
         scores = coarse.copy()
         reranked = np.zeros(len(self.models), bool)
         if k > 0:
@@ -377,7 +410,8 @@ class Ranker:
                 scored = methods.score_zoo(metric, feats, task.labels, num_classes=cp)
                 reranked[top] = True
                 scores = np.asarray(inference.hybrid_merge(
-                    coarse[None], scored[None].astype(np.float32), reranked[None]))[0]
+                    coarse[None].astype(np.float32), scored[None].astype(np.float32),
+                    reranked[None]))[0]
                 return Ranking(self.models, scores, coarse, reranked, int(k), task.name)
             specific = np.zeros((1, len(self.models), cp, max(self.dims)), np.float32)
             for i in top:
@@ -388,11 +422,14 @@ class Ranker:
             scores = np.asarray(inference.rescore(self.model, self.variables, centres, mask,
                                                   specific, smask, coarse[None]))[0]
             reranked[top] = True
+        if anchor is not None and rerank == "paper":     # anchor the (re-ranked) scores
+            scores = prior_lib.anchored(self.prior, scores, anchor)
+            coarse = prior_lib.anchored(self.prior, coarse, anchor)
         return Ranking(self.models, scores, coarse, reranked, int(k), task.name)
 
     def rank_data(self, items: Sequence[Any], labels: Sequence[Any], *, k: int = 0,
                   name: str = "data", cache_dir: str | None = None,
-                  progress: bool = True) -> Ranking:
+                  progress: bool = True, **rank_kwargs) -> Ranking:
         """Ranks the zoo for raw labelled examples: runs the zoo's own psi encoder on them
         (and, for ``k > 0``, only the top-k PTMs' networks), as recorded in the workdir.
 
@@ -404,10 +441,11 @@ class Ranker:
           cache_dir: where features are cached by content hash (default
             :func:`spider_jax.owndata.default_cache_dir`): a second call is instant.
           progress: tqdm bar while encoding.
+          rank_kwargs: ``rerank`` / ``metric`` / ``anchor`` of :meth:`rank`.
         """
         from spider_jax import owndata
         return owndata.rank_data(self, items, labels, k=k, name=name, cache_dir=cache_dir,
-                                 progress=progress)
+                                 progress=progress, **rank_kwargs)
 
     def _specific_centres(self, name: str, feats: np.ndarray, task: Task, cp: int) -> np.ndarray:
         feats = self._check_features(name, feats, task)
@@ -432,7 +470,7 @@ class Ranker:
     def rank_bank_dataset(self, bank: Any, dataset: str, *, k: int = 0,
                           split: str = "train", **kwargs) -> Ranking:
         """Ranks the zoo for a bank dataset; re-ranking reads the top-k features from it.
-        ``kwargs``: ``rerank`` / ``metric`` of :meth:`rank`."""
+        ``kwargs``: ``rerank`` / ``metric`` / ``anchor`` of :meth:`rank`."""
         models = bank.models_for(dataset)
         check_zoo(self.models, self.dims, models,
                   [bank.model_info(m)["dim"] for m in models])

@@ -311,7 +311,9 @@ def train_one(config, workdir: str, bank, modality: str, cache: str,
     c_max = labels["class_mask"].shape[1]
     if main:
         workdir_lib.write_run(workdir, config, zoo, c_max, labels["meta"],
-                              extraction=owndata.extraction_spec(bank, modality))
+                              extraction=owndata.extraction_spec(bank, modality),
+                              zoo_prior=prior.zoo_prior(label.zoo_for(bank, modality)[0],
+                                                        zoo.models))
     state, state_sh = create_state(model, tx, zoo, c_max, config.seed, mesh)
     mngr = workdir_lib.checkpoint_manager(workdir, config.train.max_to_keep)
     # Every process restores (orbax is collective); an unreadable latest checkpoint is set

@@ -10,7 +10,9 @@
         zoo.json           {"zoo", "num_classes": C the training labels are padded to,
                             "max_classes": the most classes a task may have (the one
                             source of max_classes for every reader), "label_meta",
-                            "extraction": the adapters the zoo came from (rank --data)}
+                            "extraction": the adapters the zoo came from (rank --data),
+                            "zoo_prior": each PTM's mean accuracy over the training
+                            pool (spider_jax.prior.zoo_prior; Ranker anchoring)}
         labels/            the label cache (unless ``config.label.cache_dir`` is set)
         checkpoints/       orbax steps: {"state": {step, params, opt_state}, "config"}
         checkpoints_unreadable/  steps that failed to restore, set aside on resume
@@ -140,6 +142,7 @@ class RunInfo:
     max_classes: int          # the most classes a task may have (config.data.max_classes)
     label_meta: dict
     extraction: dict | None = None   # which adapters built the zoo (spider_jax.owndata)
+    zoo_prior: dict | None = None    # spider_jax.prior.zoo_prior of the training pool
 
 
 def write_run(run_dir: str, config, zoo: Zoo, num_classes: int, label_meta: dict, *,
@@ -216,7 +219,8 @@ def read_run(run_dir: str) -> RunInfo:
         meta = json.load(fh)
     max_classes = meta.get("max_classes", config.data.max_classes)   # older runs: config
     return RunInfo(run_dir, config, Zoo.from_json(meta["zoo"]), int(meta["num_classes"]),
-                   int(max_classes), meta.get("label_meta", {}), meta.get("extraction"))
+                   int(max_classes), meta.get("label_meta", {}), meta.get("extraction"),
+                   meta.get("zoo_prior"))
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -72,3 +72,43 @@ def test_config_defaults_are_the_paper():
     assert tuple(config.label.probe_alphas) == groundtruth.DEFAULT_ALPHAS
     model = model_lib.make_scorer(config, (4, 5))
     assert type(model) is model_lib.SpiderScorer and not model.prior_residual
+
+
+class _GtBank:
+    """A bank whose pools hold ground truth in their own model order (one lacks a PTM)."""
+
+    def __init__(self, gt, pools):
+        self.gt, self.pools = gt, pools
+
+    def pool(self, name):
+        return [d for d, p in self.pools.items() if p == name]
+
+    def groundtruth(self, ds):
+        return self.gt.get(ds)
+
+
+def test_zoo_prior_is_the_mean_training_accuracy_in_zoo_order():
+    gt = {"a": {"models": ["m1", "m0", "m2"], "mean": np.array([0.5, 0.9, 0.1])},
+          "b": {"models": ["m0", "m1", "m2"], "mean": np.array([0.7, 0.3, 0.2])},
+          "c": {"models": ["m0", "m1"], "mean": np.array([0.0, 0.0])},       # lacks m2
+          "d": {"models": ["m0", "m1", "m2"], "mean": np.array([1.0, 1.0, 1.0])}}
+    bank = _GtBank(gt, {"a": "train", "b": "train", "c": "train", "d": "downstream",
+                        "e": "train"})                                    # e: no ground truth
+    out = prior.zoo_prior(bank, ["m0", "m1", "m2"])
+    assert out["datasets"] == ["a", "b"]
+    np.testing.assert_allclose(out["accuracy"], [(0.9 + 0.7) / 2, (0.5 + 0.3) / 2,
+                                                 (0.1 + 0.2) / 2])
+    np.testing.assert_allclose(prior.prior_vector(out, ["m2", "m0"]), [0.15, 0.8])
+    with pytest.raises(ValueError, match="no accuracy"):
+        prior.prior_vector(out, ["m0", "new"])
+    assert prior.prior_vector(None, ["m0"]) is None
+    assert prior.zoo_prior(_GtBank({}, {"a": "train"}), ["m0"]) is None
+
+
+def test_anchored_rejects_bad_weights_and_shapes():
+    with pytest.raises(ValueError, match=">= 0"):
+        prior.anchored(np.zeros(3), np.zeros(3), -1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        prior.anchored(np.zeros(3), np.zeros(3), float("nan"))
+    with pytest.raises(ValueError, match="shape"):
+        prior.anchored(np.zeros(4), np.zeros((2, 3)), 1.0)

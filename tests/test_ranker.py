@@ -217,6 +217,23 @@ def test_smoke_trained_workdir_end_to_end(tmp_path):
     assert all(os.path.getsize(p) > 10_000 for p in written)
     with pytest.raises(ValueError, match="no trained 'text' run"):
         ranker_lib.Ranker.from_workdir(workdir, modality="text")
+    # The zoo prior: the synthetic bank has no ground truth of its training pool, so none
+    # is stored and anchoring says so; a stored one is read in the zoo's order.
+    zoo_path = os.path.join(workdir, "image", "zoo.json")
+    with open(zoo_path) as fh:
+        meta = json.load(fh)
+    assert meta["zoo_prior"] is None and r.prior is None
+    ds = downstream["datasets"][0]
+    with pytest.raises(ValueError, match="needs the zoo prior"):
+        rank.run(workdir, bank=os.path.join(workdir, "bank"), dataset=ds, anchor=1.0)
+    acc = np.linspace(0.9, 0.1, len(r.models))
+    meta["zoo_prior"] = {"models": list(r.models)[::-1], "accuracy": acc[::-1].tolist(),
+                         "datasets": ["by hand"]}
+    with open(zoo_path, "w") as fh:
+        json.dump(meta, fh)
+    np.testing.assert_allclose(ranker_lib.Ranker.from_workdir(workdir).prior, acc)
+    zero = rank.run(workdir, bank=os.path.join(workdir, "bank"), dataset=ds, anchor=0.0)
+    assert list(zero.order) == list(range(len(r.models)))
     cfg_path = os.path.join(workdir, "image", "config.json")
     with open(cfg_path) as fh:
         cfg = json.load(fh)
@@ -288,3 +305,46 @@ def test_hybrid_rerank_reorders_topk_by_the_metric(ranker):
         ranker.rank(task, k=k, forward=forward, rerank="nope")
     with pytest.raises(ValueError, match="features"):
         ranker.rank(task, k=k, forward=forward, rerank="hybrid", metric="leep")
+
+
+def test_anchored_ranking_is_the_prior_plus_weighted_scores():
+    """anchor=w (issue 11 item 4): z(prior) + w z(scores), checked against scipy z-scores;
+    0 = the prior's order whatever the task, inf = the scorer alone; with re-ranking the
+    paper's top k come from the scorer alone and the hybrid's from the anchored ranking."""
+    from scipy import stats
+
+    from spider_jax import metrics
+
+    prior = np.array([0.6, 0.9, 0.2, 0.75, 0.4])
+    r = make_ranker(seed=3)
+    ra = ranker_lib.Ranker(r.model, r.variables, NAMES, max_classes=MAX_CLASSES, prior=prior)
+    rng = np.random.default_rng(11)
+    feats, labels = _task(rng, n=60, num_classes=3)
+    task = ranker_lib.Task.from_features(feats, labels)
+    raw = ra.rank(task)
+    got = ra.rank(task, anchor=0.5)
+    np.testing.assert_allclose(got.scores, stats.zscore(prior) + 0.5 * stats.zscore(
+        raw.scores.astype(np.float64)), rtol=1e-6, atol=1e-6)
+    assert list(ra.rank(task, anchor=0.0).order) == list(np.argsort(-prior))
+    np.testing.assert_array_equal(ra.rank(task, anchor=float("inf")).scores, raw.scores)
+
+    ptm_feats = {n: rng.normal(size=(len(labels), d)) + (labels[:, None] == 0) * i
+                 for i, (n, d) in enumerate(zip(NAMES, DIMS))}
+    paper = ra.rank(task, k=2, forward=ptm_feats.__getitem__)
+    paper_a = ra.rank(task, k=2, forward=ptm_feats.__getitem__, anchor=2.0)
+    np.testing.assert_array_equal(paper_a.reranked, paper.reranked)
+    np.testing.assert_allclose(paper_a.scores, stats.zscore(prior) + 2.0 * stats.zscore(
+        paper.scores.astype(np.float64)), rtol=1e-6, atol=1e-6)
+    hyb = ra.rank(task, k=2, forward=ptm_feats.__getitem__, rerank="hybrid", anchor=0.25)
+    coarse = stats.zscore(prior) + 0.25 * stats.zscore(raw.scores.astype(np.float64))
+    top = list(np.argsort(-coarse, kind="stable")[:2])
+    logme = {i: float(metrics.logme(ptm_feats[NAMES[i]].astype(np.float32), labels,
+                                    num_classes=3)) for i in top}
+    want = sorted(top, key=lambda i: -logme[i]) + list(np.argsort(-coarse, kind="stable")[2:])
+    assert list(hyb.order) == want
+    with pytest.raises(ValueError, match="needs the zoo prior"):
+        r.rank(task, anchor=1.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        ra.rank(task, anchor=-0.5)
+    with pytest.raises(ValueError, match="zoo prior must be"):
+        ranker_lib.Ranker(r.model, r.variables, NAMES, max_classes=MAX_CLASSES, prior=prior[:3])
