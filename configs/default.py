@@ -46,6 +46,9 @@ def get_config():
     config.label.probe_folds = 5
     config.label.probe_seeds = (0,)
     config.label.probe_alphas = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)   # x n_train
+    # "auto": the NumPy worker-process kernel on a CPU-only single-process JAX (faster
+    # there), else the jitted one; the same protocol and folds either way
+    config.label.probe_backend = "auto"
 
     # Scorer (paper/release: d = 1024, one layer, one head, no FFN, dropout 0.1).
     config.model = ml_collections.ConfigDict()

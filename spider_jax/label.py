@@ -248,7 +248,7 @@ def _label_step(sampler, specs, zoo, config, *, step_tasks, num_classes, num_exa
             functools.partial(jax.device_put, device=parallel.replicated(mesh)))
         out["probe_scores"] = probe.probe_batch(
             batch, zoo, num_classes=num_classes, put=put, get=get, put_replicated=put_rep,
-            **probe.probe_settings(config))[:n]
+            backend=probe.probe_backend(config), **probe.probe_settings(config))[:n]
     if not rankagg:
         return out
     scores, agg = label_batch(batch, zoo, num_classes=num_classes, hscore=hscore,

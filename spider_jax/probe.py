@@ -17,9 +17,18 @@
   - ``"copeland"``: Copeland points over the RankAgg methods *plus* the probe accuracy as
     one more ranking (the probe is one vote among the A + 1).
 
-The probe runs through ``groundtruth.cv_accuracy`` (one compiled, vmapped call per PTM
-over the T tasks of a chunk: fixed shapes ``[T, N_max, D_m]`` with example and class
-masks; padded rows have no fold and no weight).  Its settings are
+The probe has the ground truth's two backends (``config.label.probe_backend``, default
+``"auto"``: ``"numpy"`` on a CPU-only single-process JAX, else ``"jax"``):
+
+* ``"jax"``: ``groundtruth.cv_accuracy``, one compiled, vmapped call per PTM over the T
+  tasks of a chunk (fixed shapes ``[T, N_max, D_m]`` with example and class masks; padded
+  rows have no fold and no weight); sharded over a mesh on accelerators;
+* ``"numpy"``: ``ridge_cv.cv_accuracy_pairs``, every (task, PTM) pair with its real rows in
+  worker processes of one BLAS thread each (dual-form Cholesky solves), the ground truth's
+  CPU kernel: same protocol and folds, several times faster on a CPU than the jitted path
+  (whose per-fold eigendecompositions run on XLA's intra-op pool, one thread in the LOGO
+  benchmark). A batch with a class smaller than the fold count (which the NumPy kernel
+  refuses) takes the jitted path.  Its settings are
 ``config.label.probe_folds`` (K, default 5), ``probe_seeds`` (fold seeds, default (0,);
 several are averaged) and ``probe_alphas`` (default ``groundtruth.DEFAULT_ALPHAS``).  A
 sampled class with fewer examples than folds is simply absent from some training folds
@@ -42,8 +51,8 @@ import numpy as np
 from spider_jax import groundtruth, rankagg
 from spider_jax.methods import RANKAGG_METHODS
 
-__all__ = ["SUPERVISIONS", "COMBINES", "needs_probe", "probe_settings", "probe_fingerprint",
-           "probe_batch", "probe_accuracy", "supervision_targets", "standardise"]
+__all__ = ["SUPERVISIONS", "COMBINES", "PROBE_BACKENDS", "needs_probe", "probe_settings",
+           "probe_backend", "probe_fingerprint", "probe_batch", "probe_accuracy", "supervision_targets", "standardise"]
 
 SUPERVISIONS = ("rankagg", "probe", "both")
 COMBINES = ("zsum", "copeland")
@@ -103,9 +112,42 @@ def probe_accuracy(acc):
     return jnp.max(jnp.mean(acc, axis=(-3, -2)), axis=-1)
 
 
+PROBE_BACKENDS = ("auto", "numpy", "jax")
+
+
+def probe_backend(config) -> str:
+    """``config.label.probe_backend`` resolved: "numpy" or "jax" (see the module docstring)."""
+    b = str(_label_cfg(config, "probe_backend", "auto"))
+    if b not in PROBE_BACKENDS:
+        raise ValueError(f"label.probe_backend must be one of {PROBE_BACKENDS}, got {b!r}")
+    if b == "auto":
+        return "numpy" if jax.default_backend() == "cpu" and jax.process_count() == 1 else "jax"
+    return b
+
+
+def _numpy_probe(batch: dict, zoo, *, folds: int, seeds, alphas, workers=None
+                 ) -> np.ndarray | None:
+    """:func:`probe_batch` by ``ridge_cv`` (None when a class has fewer examples than folds)."""
+    from spider_jax import ridge_cv
+
+    labels = np.asarray(batch["labels"])
+    mask = np.asarray(batch["example_mask"], bool)
+    ncls = np.asarray(batch["num_classes"]).astype(int)
+    rows = [np.flatnonzero(mask[t]) for t in range(labels.shape[0])]
+    for t, r in enumerate(rows):
+        if np.bincount(labels[t, r], minlength=ncls[t])[:ncls[t]].min() < folds:
+            return None
+    pairs = [(np.asarray(batch["features"][m][t, r], np.float32), labels[t, r], int(ncls[t]))
+             for t, r in enumerate(rows) for m in range(zoo.num_models)]
+    acc = ridge_cv.cv_accuracy_pairs(pairs, num_folds=folds, seeds=tuple(seeds),
+                                     alphas=tuple(alphas), workers=workers)
+    best = acc.mean(axis=(1, 2)).max(axis=-1)          # the best alpha's mean, as probe_accuracy
+    return best.reshape(len(rows), zoo.num_models).astype(np.float32)
+
+
 def probe_batch(batch: dict, zoo, *, num_classes: int, folds: int, seeds, alphas,
-                put=jax.device_put, get=jax.device_get, put_replicated=jax.device_put
-                ) -> np.ndarray:
+                put=jax.device_put, get=jax.device_get, put_replicated=jax.device_put,
+                backend: str = "jax", workers: int | None = None) -> np.ndarray:
     """Probe accuracy [T, M] float32 of a materialised batch of T tasks.
 
     Args:
@@ -116,7 +158,17 @@ def probe_batch(batch: dict, zoo, *, num_classes: int, folds: int, seeds, alphas
       put, get: host -> device (e.g. sharded over the tasks axis) and back.
       put_replicated: host -> device for the alphas, on the devices ``put`` uses (for a mesh:
         replicated over it, so no device-to-device copy happens inside the computation).
+      backend: "jax" or "numpy" (:func:`probe_backend`; "numpy" needs the whole batch on
+        this host and ignores ``put``/``get``); workers: its worker processes (default:
+        the usable cores).
     """
+    if backend == "numpy":
+        out = _numpy_probe(batch, zoo, folds=folds, seeds=seeds, alphas=alphas,
+                           workers=workers)
+        if out is not None:
+            return out
+    elif backend != "jax":
+        raise ValueError(f"probe backend must be 'numpy' or 'jax', got {backend!r}")
     labels = np.asarray(batch["labels"], np.int32)
     mask = np.asarray(batch["example_mask"], bool)
     class_mask = np.arange(num_classes)[None, :] < np.asarray(batch["num_classes"])[:, None]

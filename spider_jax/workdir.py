@@ -163,7 +163,8 @@ def write_run(run_dir: str, config, zoo: Zoo, num_classes: int, label_meta: dict
 # Fields that may change when a run resumes: logging, checkpoint cadence, where the bank
 # and label cache live (the zoo itself is compared separately).
 RESUME_MAY_CHANGE = ("train.log_every", "train.eval_every", "train.checkpoint_every",
-                     "train.max_to_keep", "train.sleep_per_step", "bank_dir", "label.cache_dir")
+                     "train.max_to_keep", "train.sleep_per_step", "bank_dir", "label.cache_dir",
+                     "label.probe_backend")
 
 
 def _flat(d, prefix=""):

@@ -216,3 +216,27 @@ def test_merge_entries_keeps_other_datasets_of_the_same_protocol():
     assert groundtruth.merge_entries(old, new, "P", ["a", "b"]) == {"a": {"mean": [1]}, "b": {"mean": [5]}}
     assert groundtruth.merge_entries(old, new, "Q", ["a", "b"]) == new  # other protocol: not comparable
     assert groundtruth.merge_entries(None, new, "P", ["a", "b"]) == new
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_ridge_cv_near_constant_columns(seed):
+    """Dead units with one spike (classifier-head taps): nearly constant in a fold's training
+    rows, far off in a test row. The CPU kernel must standardise them as the float64
+    reference does (its former E[x^2] - mu^2 moments and rank-1 Gram centring cancelled
+    catastrophically and changed accuracies by up to 0.75 here)."""
+    rng = np.random.default_rng(seed)
+    n, c = 20, 4
+    y = np.arange(n) % c
+    x = np.zeros((n, 120), np.float32)
+    x[:, :40] = rng.normal(size=(c, 40))[y] * 0.3 + rng.normal(size=(n, 40))
+    x[:, 40:] = rng.normal(size=(n, 80)) * 1e-5
+    x[rng.integers(0, n, 80), np.arange(40, 120)] += rng.uniform(1, 5, 80)
+    alphas = (1e-4, 1e-2, 1.0, 10.0)
+    folds = groundtruth.stratified_folds(y, 5, 0)
+    want = _ridge_cv_reference(x, y, c, folds, alphas)
+    got = ridge_cv.ridge_cv_pair(x, y, c, folds[None], alphas)[0]
+    np.testing.assert_array_equal(got, want)
+    jitted = groundtruth.cv_accuracy(x[None], y[None].astype(np.int32), folds[None, None],
+                                     np.ones((1, n), bool), np.ones((1, c), bool),
+                                     np.asarray(alphas, np.float32), num_folds=5)
+    np.testing.assert_array_equal(np.asarray(jitted)[0, 0], want)

@@ -27,14 +27,15 @@ def setup(tmp_path_factory):
     return bank_lib.open_bank(root), config
 
 
-def test_probe_batch_matches_numpy_reference(setup):
+@pytest.mark.parametrize("backend", ["jax", "numpy"])
+def test_probe_batch_matches_numpy_reference(setup, backend):
     bank, config = setup
     sub, zoo = label.zoo_for(bank, "image")
     sampler = label.make_sampler(sub, zoo, config)
     batch = sampler.materialize([sampler.spec(i) for i in range(4)])
     alphas = (1e-2, 1.0)
     got = probe.probe_batch(batch, zoo, num_classes=sampler.max_classes, folds=3, seeds=(0, 1),
-                            alphas=alphas)
+                            alphas=alphas, backend=backend, workers=1)
     assert got.shape == (4, zoo.num_models)
     for t in range(4):
         n = int(batch["example_mask"][t].sum())
@@ -100,3 +101,23 @@ def test_probe_cache_is_fingerprinted_and_resumable(setup, tmp_path):
     config.label.probe_folds = 4
     with pytest.raises(ValueError, match="other settings"):
         label.label_tasks(bank, config, modality="image", cache_dir=cache, progress=False)
+
+
+def test_probe_backend_switch_and_small_class_fallback(setup):
+    """"auto" is the NumPy kernel on this CPU-only JAX; a class smaller than the fold count
+    (which the NumPy kernel refuses) falls back to the jitted path, the same numbers."""
+    bank, config = setup
+    assert probe.probe_backend(config) == "numpy"
+    config = config.copy_and_resolve_references()
+    config.label.probe_backend = "jax"
+    assert probe.probe_backend(config) == "jax"
+    config.label.probe_backend = "gpu"
+    with pytest.raises(ValueError, match="probe_backend"):
+        probe.probe_backend(config)
+    sub, zoo = label.zoo_for(bank, "image")
+    sampler = label.make_sampler(sub, zoo, smoke.get_config())
+    batch = sampler.materialize([sampler.spec(i) for i in range(2)])
+    folds = int(np.bincount(batch["labels"][0][batch["example_mask"][0]]).min()) + 1
+    kw = dict(num_classes=sampler.max_classes, folds=folds, seeds=(0,), alphas=(1.0,))
+    np.testing.assert_array_equal(probe.probe_batch(batch, zoo, backend="numpy", **kw),
+                                  probe.probe_batch(batch, zoo, backend="jax", **kw))
