@@ -413,6 +413,7 @@ def label_downstream(bank, config, *, modality: str, cache_dir: str) -> dict:
 def main(argv):
     del argv
     parallel.maybe_initialize_distributed()
+    parallel.guard_lapack_pool(log=print)   # batched LAPACK metrics: no 2-thread deadlock
     config = flags.FLAGS.config
     try:
         config_check.check_config(config)

@@ -51,6 +51,7 @@ import numpy as np
 from spider_jax import atomic, groundtruth, label, methods, rankagg
 from spider_jax import workdir as workdir_lib
 from spider_jax.benchmark.scoring import _tau
+from spider_jax.parallel import one_thread_lapack_pool  # noqa: F401  (logo's XLA guard)
 from spider_jax.prior import anchored  # noqa: F401  (the anchored score; logo.anchored)
 from spider_jax.sampler import TaskSampler, TaskSpec
 
@@ -1146,60 +1147,6 @@ def report(res: dict, config, out_dir: str, *, command: str, results_md: str = "
 
 
 # ----------------------------------------------------------------------------- XLA:CPU
-def one_thread_lapack_pool(log=None) -> int:
-    """Starts XLA:CPU with a one-thread intra-op pool; returns its thread count.
-
-    Why: jaxlib's batched LAPACK kernels (eigh, Cholesky, LU, QR, triangular solve:
-    ``ParallelBatchMap`` in ``jaxlib/cpu/lapack_kernels.cc``) split a batch into chunks,
-    schedule them on XLA:CPU's intra-op pool and block a pool thread until they finish.
-    When a program holds two independent batched LAPACK calls (TransRate's total and
-    per-class ``eigvalsh`` vmapped over the PTMs of one width), the thunk executor runs
-    both at once; with a pool of two threads (a 2-core machine) both threads block,
-    waiting for chunks that only a free pool thread could run: a deadlock at 0% CPU
-    (seen in the evaluation labels of the text zoo). With one pool thread the kernels
-    run the whole batch inline, so they cannot wait on the pool.
-
-    XLA sizes the pool from the CPU affinity when it first executes, so this pins the
-    process to one CPU, runs one tiny batched ``eigvalsh`` (the pool is created), and
-    restores the affinity of the calling thread and of the threads XLA started (the
-    probe's worker processes keep every core). Call it before any JAX computation; a
-    pool already started is left as is (the count says so).
-    """
-    import glob
-
-    def tids():
-        return {int(os.path.basename(t)) for t in glob.glob("/proc/self/task/*")}
-
-    if not hasattr(os, "sched_setaffinity"):
-        return -1
-    cpus = os.sched_getaffinity(0)
-    before = tids()
-    os.sched_setaffinity(0, {min(cpus)})
-    try:
-        import jax
-        import jax.numpy as jnp
-
-        jax.block_until_ready(jax.jit(jnp.linalg.eigvalsh)(jnp.eye(4)[None].repeat(2, 0)))
-    finally:
-        os.sched_setaffinity(0, cpus)
-        for tid in tids() - before:
-            try:
-                os.sched_setaffinity(tid, cpus)
-            except OSError:
-                pass
-    names = []
-    for t in glob.glob("/proc/self/task/*/comm"):
-        try:
-            names.append(open(t).read().strip())
-        except OSError:
-            pass
-    n = sum(name == "tf_XLAEigen" for name in names)
-    if n > 1 and log is not None:
-        log(f"warning: XLA:CPU intra-op pool already has {n} threads; batched LAPACK calls "
-            "may deadlock on a 2-core machine")
-    return n
-
-
 # ----------------------------------------------------------------------------- CLI
 def _define_flags():
     from absl import flags

@@ -229,3 +229,67 @@ def global_to_host(tree: Any) -> Any:
         return jax.tree.map(np.asarray, jax.device_get(tree))
     from jax.experimental import multihost_utils
     return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+
+def one_thread_lapack_pool(log=None) -> int:
+    """Starts XLA:CPU with a one-thread intra-op pool; returns its thread count.
+
+    Why: jaxlib's batched LAPACK kernels (eigh, Cholesky, LU, QR, triangular solve:
+    ``ParallelBatchMap`` in ``jaxlib/cpu/lapack_kernels.cc``) split a batch into chunks,
+    schedule them on XLA:CPU's intra-op pool and block a pool thread until they finish.
+    When a program holds two independent batched LAPACK calls (TransRate's total and
+    per-class ``eigvalsh`` vmapped over the PTMs of one width), the thunk executor runs
+    both at once; with a pool of two threads (a 2-core machine) both threads block,
+    waiting for chunks that only a free pool thread could run: a deadlock at 0% CPU
+    (seen in the evaluation labels of the text zoo). With one pool thread the kernels
+    run the whole batch inline, so they cannot wait on the pool.
+
+    XLA sizes the pool from the CPU affinity when it first executes, so this pins the
+    process to one CPU, runs one tiny batched ``eigvalsh`` (the pool is created), and
+    restores the affinity of the calling thread and of the threads XLA started (the
+    probe's worker processes keep every core). Call it before any JAX computation; a
+    pool already started is left as is (the count says so).
+    """
+    import glob
+
+    def tids():
+        return {int(os.path.basename(t)) for t in glob.glob("/proc/self/task/*")}
+
+    if not hasattr(os, "sched_setaffinity"):
+        return -1
+    cpus = os.sched_getaffinity(0)
+    before = tids()
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        import jax
+        import jax.numpy as jnp
+
+        jax.block_until_ready(jax.jit(jnp.linalg.eigvalsh)(jnp.eye(4)[None].repeat(2, 0)))
+    finally:
+        os.sched_setaffinity(0, cpus)
+        for tid in tids() - before:
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except OSError:
+                pass
+    names = []
+    for t in glob.glob("/proc/self/task/*/comm"):
+        try:
+            names.append(open(t).read().strip())
+        except OSError:
+            pass
+    n = sum(name == "tf_XLAEigen" for name in names)
+    if n > 1 and log is not None:
+        log(f"warning: XLA:CPU intra-op pool already has {n} threads; batched LAPACK calls "
+            "may deadlock on a 2-core machine")
+    return n
+
+
+def guard_lapack_pool(log=None) -> int:
+    """:func:`one_thread_lapack_pool` on a machine with at most two usable CPUs (where a
+    two-thread pool can deadlock), nothing elsewhere; returns the pool's thread count
+    (0: left alone). Entry points that compute the transferability metrics call it first."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cpus or 1) > 2 or os.environ.get("JAX_PLATFORMS", "cpu").split(",")[0] not in ("", "cpu"):
+        return 0
+    return one_thread_lapack_pool(log=log)

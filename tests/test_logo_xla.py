@@ -40,3 +40,15 @@ def test_two_batched_eighs_finish_with_the_guard():
     words = proc.stdout.split()
     assert words[:2] == ["threads", "1"], proc.stdout          # one intra-op thread
     assert int(words[3]) == len(os.sched_getaffinity(0))       # the process keeps its CPUs
+
+
+def test_guard_leaves_larger_machines_alone(monkeypatch):
+    from spider_jax import parallel
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    called = []
+    monkeypatch.setattr(parallel, "one_thread_lapack_pool", lambda log=None: called.append(1) or 1)
+    assert parallel.guard_lapack_pool() == 0 and not called
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    assert parallel.guard_lapack_pool() == 1 and called == [1]

@@ -26,7 +26,7 @@ import time
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from spider_jax import config_check, forward_cost
+from spider_jax import config_check, forward_cost, parallel
 from spider_jax import workdir as workdir_lib
 from spider_jax.benchmark.report import _fmt, report
 from spider_jax.benchmark.run import ABLATIONS, run_benchmark
@@ -70,6 +70,7 @@ def main(argv):
     bad = [p for p in f.protocols if p not in PROTOCOLS]
     if bad:
         raise app.UsageError(f"--protocols: unknown {bad}; choose from {PROTOCOLS}")
+    parallel.guard_lapack_pool(log=print)   # every metric (TransRate: two batched eigvalsh)
     command = "python -m spider_jax.benchmark " + " ".join(sys.argv[1:])
     t0 = time.time()
     try:
