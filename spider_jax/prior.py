@@ -35,7 +35,7 @@ import numpy as np
 from spider_jax import model as model_lib
 from spider_jax.sampler import class_centres
 
-__all__ = ["zoo_prior", "anchored", "prior_vector", "gate_reference", "with_gate",
+__all__ = ["zoo_prior", "anchored", "check_weight", "prior_vector", "gate_reference", "with_gate",
            "param_labels", "uses_gate"]
 
 
@@ -77,6 +77,14 @@ def prior_vector(stored: dict | None, models) -> np.ndarray | None:
     return np.asarray([acc[where[m]] for m in models])
 
 
+def check_weight(weight) -> float:
+    """The anchor weight as a float; ValueError unless it is >= 0 (inf allowed)."""
+    weight = float(weight)
+    if np.isnan(weight) or weight < 0:
+        raise ValueError(f"the anchor weight must be >= 0 (inf: the scorer alone), got {weight}")
+    return weight
+
+
 def anchored(prior: np.ndarray, raw: np.ndarray, weight: float) -> np.ndarray:
     """The prior-anchored score ``z(prior) + weight * z(raw)`` per task, [..., M] float64.
 
@@ -84,9 +92,7 @@ def anchored(prior: np.ndarray, raw: np.ndarray, weight: float) -> np.ndarray:
     the PTMs (a constant row gives zeros). ``weight`` = inf returns ``raw`` (the scorer
     alone), 0 the prior alone (broadcast to ``raw``'s shape).
     """
-    weight = float(weight)
-    if np.isnan(weight) or weight < 0:
-        raise ValueError(f"the anchor weight must be >= 0 (inf: the scorer alone), got {weight}")
+    weight = check_weight(weight)
     raw = np.asarray(raw, np.float64)
     prior = np.asarray(prior, np.float64)
     if prior.shape != raw.shape[-1:]:

@@ -52,7 +52,8 @@ from spider_jax import groundtruth, rankagg
 from spider_jax.methods import RANKAGG_METHODS
 
 __all__ = ["SUPERVISIONS", "COMBINES", "PROBE_BACKENDS", "needs_probe", "probe_settings",
-           "probe_backend", "probe_fingerprint", "probe_batch", "probe_accuracy", "supervision_targets", "standardise"]
+           "probe_backend", "probe_fingerprint", "probe_batch", "probe_accuracy",
+           "supervision_targets", "standardise"]
 
 SUPERVISIONS = ("rankagg", "probe", "both")
 COMBINES = ("zsum", "copeland")
@@ -120,8 +121,8 @@ def probe_backend(config) -> str:
     b = str(_label_cfg(config, "probe_backend", "auto"))
     if b not in PROBE_BACKENDS:
         raise ValueError(f"label.probe_backend must be one of {PROBE_BACKENDS}, got {b!r}")
-    if b == "auto":
-        return "numpy" if jax.default_backend() == "cpu" and jax.process_count() == 1 else "jax"
+    if b == "auto":     # the ground truth's rule, on a single process (whole batch here)
+        return groundtruth.resolve_backend("auto") if jax.process_count() == 1 else "jax"
     return b
 
 
@@ -141,8 +142,8 @@ def _numpy_probe(batch: dict, zoo, *, folds: int, seeds, alphas, workers=None
              for t, r in enumerate(rows) for m in range(zoo.num_models)]
     acc = ridge_cv.cv_accuracy_pairs(pairs, num_folds=folds, seeds=tuple(seeds),
                                      alphas=tuple(alphas), workers=workers)
-    best = acc.mean(axis=(1, 2)).max(axis=-1)          # the best alpha's mean, as probe_accuracy
-    return best.reshape(len(rows), zoo.num_models).astype(np.float32)
+    best = np.asarray(probe_accuracy(acc.astype(np.float32)))    # [T * M]
+    return best.reshape(len(rows), zoo.num_models)
 
 
 def probe_batch(batch: dict, zoo, *, num_classes: int, folds: int, seeds, alphas,

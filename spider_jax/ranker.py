@@ -381,9 +381,7 @@ class Ranker:
                 raise ValueError("anchor needs the zoo prior: this run stored none (trained "
                                  "without ground truth of its training pool?); build the "
                                  "Ranker with prior=")
-            anchor = float(anchor)
-            if np.isnan(anchor) or anchor < 0:
-                raise ValueError(f"anchor must be >= 0 (inf: the scorer alone), got {anchor}")
+            anchor = prior_lib.check_weight(anchor)    # before any forward pass
         centres, mask, cp = self._padded(task)
         coarse = self.scores_k0(centres, mask)[0]
         if anchor is not None and rerank == "hybrid":    # the hybrid reorders the anchored top k

@@ -113,12 +113,9 @@ def ridge_cv_pair(x, y, num_classes, fold_ids, alphas):
             # column nearly constant in the training rows but with a far-off test row has
             # a tiny variance that E[x^2] - mu^2 would lose to cancellation
             z[:lo], z[lo:n], z[n:] = xs[:lo], xs[hi:], xs[lo:hi]
-            mu = z[:n].mean(0, dtype=np.float64)
-            dev = z[:n] - mu.astype(np.float32)
-            sd = np.sqrt(np.einsum("ij,ij->j", dev, dev, dtype=np.float64) / n)
-            inv = 1.0 / np.where(sd > 1e-6, sd, 1.0)  # constant columns become zeros
-            z -= mu.astype(np.float32)  # centred before any product: a rank-1 correction of
-            z *= inv.astype(np.float32)  # the Gram would cancel the same way
+            z -= z[:n].mean(0, dtype=np.float64).astype(np.float32)  # centred before any
+            sd = np.sqrt(np.einsum("ij,ij->j", z[:n], z[:n], dtype=np.float64) / n)  # product
+            z *= (1.0 / np.where(sd > 1e-6, sd, 1.0)).astype(np.float32)  # constant cols -> 0
             y_train = np.concatenate([hot[:lo], hot[hi:]])
             ybar = y_train.mean(0)
             y_train = np.asfortranarray(y_train - ybar)
